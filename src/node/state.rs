@@ -1,0 +1,101 @@
+//! The packed state word of a node.
+//!
+//! Everything a node's hot questions need lives in one `usize`, so every
+//! transition is one atomic read-modify-write and every question is one load:
+//!
+//! | bits            | name                | set by                                    | cleared |
+//! | --------------- | ------------------- | ----------------------------------------- | ------- |
+//! | 0               | `CANCELLED`         | the cancel walk (or `child()` linking a child under a parent that was cancelled meanwhile) | never |
+//! | 1               | `SUBTREE_CANCELLED` | the cancel walk, after every descendant has `CANCELLED` | never |
+//! | 2               | `OWNER_DONE`        | the owning `Phaser`'s `Drop`              | never |
+//! | 3               | `PANICKED`          | the owning `Phaser`'s `Drop`, while its thread panics | never |
+//! | 4               | `HAS_WAITERS`       | a waiter, *after* it registered its listener | never |
+//! | 5 ..= usize::BITS-1 | live-child count | `+1` by `child()` before it links a child, `-1` when that child drains | — |
+//!
+//! Derived states (none of them needs a bit of its own):
+//!
+//! * **Drained** = `OWNER_DONE` and count 0. Exactly one read-modify-write
+//!   makes this true (the owner's `fetch_or(OWNER_DONE)` seeing count 0, or
+//!   the last child's `fetch_sub(ONE_CHILD)` seeing `OWNER_DONE`), and the
+//!   thread that performs it runs the drain cascade.
+//! * **Turn** = `CANCELLED` and count 0 (and not yet drained).
+//!
+//! `OWNER_DONE` implies `CANCELLED`: the owner cancels its subtree before it
+//! marks itself done.
+
+/// Shutdown was requested on this node or on an ancestor.
+pub(crate) const CANCELLED: usize = 1 << 0;
+/// This node and every descendant it had when the walk passed are
+/// `CANCELLED`; a later `cancel()` on it has nothing left to do.
+pub(crate) const SUBTREE_CANCELLED: usize = 1 << 1;
+/// The owning `Phaser` was dropped.
+pub(crate) const OWNER_DONE: usize = 1 << 2;
+/// The owning `Phaser` was dropped while its thread was panicking.
+pub(crate) const PANICKED: usize = 1 << 3;
+/// Some task registered a listener on this node's event; notifiers may skip
+/// `Event::notify` (which allocates the event's list) while this is clear.
+pub(crate) const HAS_WAITERS: usize = 1 << 4;
+/// How far the live-child count is shifted.
+const COUNT_SHIFT: u32 = 5;
+/// One live child, in the units of the state word.
+pub(crate) const ONE_CHILD: usize = 1 << COUNT_SHIFT;
+/// The largest number of live children one node can have:
+/// 2^59 − 1 on 64-bit targets, 2^27 − 1 (134,217,727) on 32-bit ones.
+pub(crate) const MAX_CHILDREN: usize = usize::MAX >> COUNT_SHIFT;
+
+/// Number of live (not yet drained) children in `state`.
+#[inline]
+pub(crate) const fn live_children(state: usize) -> usize {
+    state >> COUNT_SHIFT
+}
+
+/// Whether `state` has the cancelled flag.
+#[inline]
+pub(crate) const fn is_cancelled(state: usize) -> bool {
+    state & CANCELLED != 0
+}
+
+/// Whether `state` is this node's turn: cancelled, and no child left.
+#[inline]
+pub(crate) const fn is_turn(state: usize) -> bool {
+    is_cancelled(state) && live_children(state) == 0
+}
+
+/// Whether `state` is drained: owner done and no child left.
+#[inline]
+pub(crate) const fn is_drained(state: usize) -> bool {
+    state & OWNER_DONE != 0 && live_children(state) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_count_do_not_overlap() {
+        let flags = CANCELLED | SUBTREE_CANCELLED | OWNER_DONE | PANICKED | HAS_WAITERS;
+        assert_eq!(flags & ONE_CHILD, 0);
+        assert_eq!(flags, ONE_CHILD - 1);
+        assert_eq!(live_children(flags), 0);
+        assert_eq!(live_children(flags | 3 * ONE_CHILD), 3);
+        assert_eq!(live_children(usize::MAX), MAX_CHILDREN);
+    }
+
+    #[test]
+    fn derived_states() {
+        assert!(!is_turn(0));
+        assert!(is_turn(CANCELLED));
+        assert!(!is_turn(CANCELLED | ONE_CHILD));
+        assert!(is_drained(CANCELLED | OWNER_DONE));
+        assert!(!is_drained(CANCELLED | OWNER_DONE | ONE_CHILD));
+        assert!(!is_drained(CANCELLED));
+    }
+
+    #[test]
+    fn limit_matches_pointer_width() {
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(MAX_CHILDREN, (1 << 59) - 1);
+        #[cfg(target_pointer_width = "32")]
+        assert_eq!(MAX_CHILDREN, (1 << 27) - 1);
+    }
+}

@@ -1,0 +1,230 @@
+//! A snapshot of a subtree that has not drained yet: who is still running.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::node::{for_each_child, state, Label, Node};
+use crate::sync::Arc;
+
+/// Where a node is in its shutdown, as seen by a [`Report`].
+///
+/// Drained nodes never appear in a report.
+///
+/// # Examples
+///
+/// ```
+/// use phaseout::{NodeState, Phaser};
+///
+/// let root = Phaser::new();
+/// let child = root.child().unwrap();
+/// assert_eq!(root.report().entries()[0].state(), NodeState::Live);
+/// root.cancel();
+/// assert_eq!(root.report().entries()[0].state(), NodeState::Cancelling);
+/// assert_eq!(root.report().entries()[1].state(), NodeState::Turn);
+/// drop(child);
+/// assert_eq!(root.report().entries()[0].state(), NodeState::Turn);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NodeState {
+    /// Not cancelled.
+    Live,
+    /// Cancelled; some children have not drained yet.
+    Cancelling,
+    /// Cancelled and every child drained: the owner may clean up now.
+    Turn,
+    /// The owner is done (its `Phaser` was dropped) but some children have
+    /// not drained yet.
+    Finishing,
+}
+
+impl NodeState {
+    fn of(word: usize) -> Self {
+        if word & state::OWNER_DONE != 0 {
+            Self::Finishing
+        } else if state::is_turn(word) {
+            Self::Turn
+        } else if state::is_cancelled(word) {
+            Self::Cancelling
+        } else {
+            Self::Live
+        }
+    }
+
+    /// The lower-case name used in a report.
+    ///
+    /// ```
+    /// assert_eq!(phaseout::NodeState::Turn.as_str(), "turn");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Cancelling => "cancelling",
+            Self::Turn => "turn",
+            Self::Finishing => "finishing",
+        }
+    }
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One node of a [`Report`].
+///
+/// ```
+/// let root = phaseout::Phaser::named("db");
+/// let report = root.report();
+/// let entry = &report.entries()[0];
+/// assert_eq!(entry.label(), Some("db"));
+/// assert_eq!(entry.depth(), 0);
+/// assert_eq!(entry.live_children(), 0);
+/// assert!(!entry.panicked());
+/// ```
+#[derive(Clone, Debug)]
+pub struct ReportEntry {
+    depth: usize,
+    label: Option<Label>,
+    id: usize,
+    state: NodeState,
+    live_children: usize,
+    panicked: bool,
+}
+
+impl ReportEntry {
+    /// How far below the reported node this one is (the reported node is 0).
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// The node's label, if it was created with one.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// A number that tells unlabeled nodes apart while they are alive (the
+    /// node's address). Shown as `#id` in place of a label.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Where the node is in its shutdown.
+    pub fn state(&self) -> NodeState {
+        self.state
+    }
+
+    /// Its direct children that had not drained when the report was taken.
+    pub fn live_children(&self) -> usize {
+        self.live_children
+    }
+
+    /// Whether the node's owner was dropped while its thread was panicking
+    /// (only detected with feature `std`).
+    pub fn panicked(&self) -> bool {
+        self.panicked
+    }
+}
+
+impl fmt::Display for ReportEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.label {
+            Some(label) => f.write_str(label)?,
+            None => write!(f, "#{:x}", self.id)?,
+        }
+        let plural = if self.live_children == 1 { "" } else { "ren" };
+        write!(f, " [{}, {} live child{plural}", self.state, self.live_children)?;
+        if self.panicked {
+            f.write_str(", panicked")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// A snapshot of a node and every node below it that has not drained yet.
+///
+/// Returned by [`Phaser::report`](crate::Phaser::report), and by
+/// [`Phaser::turn_within`](crate::Phaser::turn_within) when the deadline
+/// comes first: then it names the stragglers. Each node is read with one
+/// atomic load while the tree may keep changing, so a report is a consistent
+/// picture of each node, not of the whole tree at one instant.
+///
+/// `Display` prints an indented tree, one node a line, children in the order
+/// they were created.
+///
+/// # Examples
+///
+/// ```
+/// use phaseout::Phaser;
+///
+/// let db = Phaser::named("db");
+/// let pipeline = db.child_named("pipeline").unwrap();
+/// let _web = pipeline.child_named("web").unwrap();
+/// db.cancel();
+/// assert_eq!(
+///     db.report().to_string(),
+///     "db [cancelling, 1 live child]\n  \
+///        pipeline [cancelling, 1 live child]\n    \
+///          web [turn, 0 live children]\n"
+/// );
+/// ```
+#[derive(Clone, Debug)]
+pub struct Report {
+    entries: Vec<ReportEntry>,
+}
+
+impl Report {
+    /// Walks the subtree of `root` (pre-order, explicit stack).
+    pub(crate) fn of(root: &Arc<Node>) -> Self {
+        let mut entries = Vec::new();
+        let mut stack = Vec::new();
+        stack.push((root.clone(), 0));
+        let mut children = Vec::new();
+        while let Some((node, depth)) = stack.pop() {
+            let word = node.load();
+            if state::is_drained(word) && depth > 0 {
+                continue; // drained, about to be unlinked
+            }
+            entries.push(ReportEntry {
+                depth,
+                label: node.label_cow(),
+                id: Arc::as_ptr(&node) as usize,
+                state: NodeState::of(word),
+                live_children: state::live_children(word),
+                panicked: word & state::PANICKED != 0,
+            });
+            // The list is newest first; pushing in that order pops oldest
+            // first.
+            for_each_child(&node, |child| children.push(child));
+            stack.extend(children.drain(..).map(|child| (child, depth + 1)));
+        }
+        Self { entries }
+    }
+
+    /// The nodes, in display order (pre-order, oldest child first).
+    pub fn entries(&self) -> &[ReportEntry] {
+        &self.entries
+    }
+
+    /// The first node with this label, if any.
+    ///
+    /// ```
+    /// let db = phaseout::Phaser::named("db");
+    /// let _web = db.child_named("web").unwrap();
+    /// assert!(db.report().find("web").is_some());
+    /// assert!(db.report().find("cache").is_none());
+    /// ```
+    pub fn find(&self, label: &str) -> Option<&ReportEntry> {
+        self.entries.iter().find(|entry| entry.label() == Some(label))
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for entry in &self.entries {
+            writeln!(f, "{:indent$}{entry}", "", indent = 2 * entry.depth)?;
+        }
+        Ok(())
+    }
+}
