@@ -50,7 +50,10 @@ impl ShutdownStarted {
 impl fmt::Display for ShutdownStarted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.label {
-            Some(label) => write!(f, "shutdown of `{label}` has started: it accepts no new child"),
+            Some(label) => write!(
+                f,
+                "shutdown of `{label}` has started: it accepts no new child"
+            ),
             None => f.write_str("shutdown of this node has started: it accepts no new child"),
         }
     }

@@ -56,7 +56,9 @@ impl Future for Cancelled {
         if this.done {
             return Poll::Ready(());
         }
-        let poll = this.node.poll_until(state::is_cancelled, &mut this.listener, cx);
+        let poll = this
+            .node
+            .poll_until(state::is_cancelled, &mut this.listener, cx);
         this.done = poll.is_ready();
         poll
     }

@@ -338,7 +338,7 @@ impl Phaser {
     /// let report = root.wait_turn_timeout(Duration::from_millis(10)).unwrap_err();
     /// assert!(report.find("stuck").is_some());
     /// ```
-    pub fn wait_turn_timeout(&self, timeout: std::time::Duration) -> Result<(), Report> {
+    pub fn wait_turn_timeout(&self, timeout: core::time::Duration) -> Result<(), Report> {
         // A timeout too large for `Instant` means "no deadline".
         let deadline = std::time::Instant::now().checked_add(timeout);
         if self.node.wait_until(state::is_turn, deadline) {

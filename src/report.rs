@@ -134,7 +134,11 @@ impl fmt::Display for ReportEntry {
             None => write!(f, "#{:x}", self.id)?,
         }
         let plural = if self.live_children == 1 { "" } else { "ren" };
-        write!(f, " [{}, {} live child{plural}", self.state, self.live_children)?;
+        write!(
+            f,
+            " [{}, {} live child{plural}",
+            self.state, self.live_children
+        )?;
         if self.panicked {
             f.write_str(", panicked")?;
         }
@@ -216,7 +220,9 @@ impl Report {
     /// assert!(db.report().find("cache").is_none());
     /// ```
     pub fn find(&self, label: &str) -> Option<&ReportEntry> {
-        self.entries.iter().find(|entry| entry.label() == Some(label))
+        self.entries
+            .iter()
+            .find(|entry| entry.label() == Some(label))
     }
 }
 

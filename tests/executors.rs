@@ -12,7 +12,10 @@ type Log = Arc<Mutex<Vec<&'static str>>>;
 /// finishes (drops its phaser).
 async fn component(phaser: Phaser, name: &'static str, log: Log) {
     phaser.cancelled().await;
-    assert!(phaser.child().is_err(), "{name}: a cancelled node must refuse children");
+    assert!(
+        phaser.child().is_err(),
+        "{name}: a cancelled node must refuse children"
+    );
     phaser.turn().await;
     log.lock().unwrap().push(name);
 }
@@ -25,7 +28,11 @@ fn scenario() -> (Phaser, Log, Vec<(Phaser, &'static str)>) {
     let pipeline = db.child_named("pipeline").unwrap();
     let web = pipeline.child_named("web").unwrap();
     let log = Log::default();
-    (root, log, vec![(db, "db"), (pipeline, "pipeline"), (web, "web")])
+    (
+        root,
+        log,
+        vec![(db, "db"), (pipeline, "pipeline"), (web, "web")],
+    )
 }
 
 fn check(log: &Log) {
@@ -52,7 +59,11 @@ fn any_executor_smol() {
 #[test]
 fn any_executor_tokio_multi_thread() {
     let (root, log, components) = scenario();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let tasks: Vec<_> = components
             .into_iter()
@@ -70,7 +81,9 @@ fn any_executor_tokio_multi_thread() {
 #[test]
 fn any_executor_tokio_current_thread() {
     let (root, log, components) = scenario();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let tasks: Vec<_> = components
             .into_iter()

@@ -63,7 +63,11 @@ fn dropped_cancelled_future_is_not_woken() {
     assert!(poll_once(&mut kept, &kept_waker).is_pending());
     drop(dropped);
     root.cancel();
-    assert_eq!(dropped_counter.wakes(), 0, "a dropped future must unregister its waker");
+    assert_eq!(
+        dropped_counter.wakes(),
+        0,
+        "a dropped future must unregister its waker"
+    );
     assert_eq!(kept_counter.wakes(), 1);
 }
 
@@ -91,7 +95,11 @@ fn repoll_with_a_new_waker_wakes_the_new_one() {
     assert!(poll_once(&mut cancelled, &new_waker).is_pending());
     root.cancel();
     assert_eq!(new_counter.wakes(), 1);
-    assert_eq!(old_counter.wakes(), 0, "the waker of the latest poll is the one woken");
+    assert_eq!(
+        old_counter.wakes(),
+        0,
+        "the waker of the latest poll is the one woken"
+    );
 }
 
 #[test]
@@ -99,7 +107,10 @@ fn shutdown_cancels_when_called_not_when_polled() {
     let root = Phaser::new();
     let child = root.child().unwrap();
     let turn = root.shutdown();
-    assert!(child.is_cancelled(), "never polled, yet the tree is cancelled");
+    assert!(
+        child.is_cancelled(),
+        "never polled, yet the tree is cancelled"
+    );
     drop(turn);
 }
 
@@ -119,7 +130,10 @@ fn debug_output_is_useful() {
     let root = Phaser::named("db");
     let _child = root.child().unwrap();
     let debug = format!("{root:?}");
-    assert!(debug.contains("\"db\"") && debug.contains("live_children: 1"), "{debug}");
+    assert!(
+        debug.contains("\"db\"") && debug.contains("live_children: 1"),
+        "{debug}"
+    );
     assert!(format!("{:?}", root.token()).contains("cancelled: false"));
     assert!(format!("{:?}", root.cancelled()).starts_with("Cancelled"));
     assert!(format!("{:?}", root.turn()).starts_with("Turn"));
@@ -139,10 +153,16 @@ fn owned_labels_work_too() {
     let name = format!("worker-{}", 7);
     let root = Phaser::named(name.clone());
     root.cancel();
-    assert_eq!(root.child().unwrap_err().to_string(), "shutdown of `worker-7` has started: it accepts no new child");
+    assert_eq!(
+        root.child().unwrap_err().to_string(),
+        "shutdown of `worker-7` has started: it accepts no new child"
+    );
     let unnamed = Phaser::new();
     unnamed.cancel();
-    assert_eq!(unnamed.child().unwrap_err().to_string(), "shutdown of this node has started: it accepts no new child");
+    assert_eq!(
+        unnamed.child().unwrap_err().to_string(),
+        "shutdown of this node has started: it accepts no new child"
+    );
     let as_error: Box<dyn std::error::Error> = Box::new(unnamed.child().unwrap_err());
     assert!(as_error.to_string().contains("shutdown"));
 }
@@ -152,9 +172,12 @@ fn unlabeled_nodes_show_an_id_in_reports() {
     let root = Phaser::new();
     let report = root.report();
     let entry = &report.entries()[0];
-    assert!(report.to_string().starts_with(&format!("#{:x} [live, 0 live children]", entry.id())));
+    assert!(report
+        .to_string()
+        .starts_with(&format!("#{:x} [live, 0 live children]", entry.id())));
 }
 
+#[cfg(feature = "std")]
 #[test]
 fn wait_turn_timeout_ok_when_the_turn_comes() {
     let root = Phaser::new();
@@ -164,7 +187,12 @@ fn wait_turn_timeout_ok_when_the_turn_comes() {
         std::thread::sleep(std::time::Duration::from_millis(20));
         drop(child);
     });
-    assert!(root.wait_turn_timeout(std::time::Duration::from_secs(60)).is_ok());
+    assert!(root
+        .wait_turn_timeout(std::time::Duration::from_secs(60))
+        .is_ok());
     dropper.join().unwrap();
-    assert!(root.wait_turn_timeout(std::time::Duration::MAX).is_ok(), "huge timeouts are fine");
+    assert!(
+        root.wait_turn_timeout(std::time::Duration::MAX).is_ok(),
+        "huge timeouts are fine"
+    );
 }

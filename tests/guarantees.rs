@@ -36,7 +36,10 @@ fn order_turn_waits_for_every_descendant() {
 
     drop(a);
     assert!(root.is_turn());
-    assert!(counter.wakes() > wakes_before_last_drain, "the last drain must wake the turn");
+    assert!(
+        counter.wakes() > wakes_before_last_drain,
+        "the last drain must wake the turn"
+    );
     assert_eq!(poll_once(&mut turn, &waker), Poll::Ready(()));
 }
 
@@ -78,8 +81,14 @@ fn scope_cancel_reaches_exactly_the_subtree() {
 
     assert!(left.is_cancelled() && left_child.is_cancelled() && left_grandchild.is_cancelled());
     assert!(!root.is_cancelled(), "ancestor must stay live");
-    assert!(!right.is_cancelled() && !right_child.is_cancelled(), "sibling subtree must stay live");
-    assert!(right.child().is_ok(), "a live sibling still accepts children");
+    assert!(
+        !right.is_cancelled() && !right_child.is_cancelled(),
+        "sibling subtree must stay live"
+    );
+    assert!(
+        right.child().is_ok(),
+        "a live sibling still accepts children"
+    );
 }
 
 #[test]
@@ -131,7 +140,11 @@ fn at_once_every_node_cancelled_and_every_waiter_woken_when_cancel_returns() {
     root.cancel();
 
     for (counter, waker, cancelled) in &mut waiters {
-        assert_eq!(counter.wakes(), 1, "exactly one wake-up per waiter, delivered by cancel()");
+        assert_eq!(
+            counter.wakes(),
+            1,
+            "exactly one wake-up per waiter, delivered by cancel()"
+        );
         assert_eq!(poll_once(cancelled, waker), Poll::Ready(()));
     }
     assert!(nodes.iter().all(Phaser::is_cancelled));
@@ -188,17 +201,29 @@ fn drop_with_live_children_cancels_them_and_drains_when_the_last_one_does() {
     drop(parent); // returns at once although three children are live
     assert!(kids.iter().all(Phaser::is_cancelled));
     assert_eq!(counter.wakes(), 1);
-    assert!(!grandparent.is_cancelled(), "dropping does not cancel upwards");
-    assert_eq!(grandparent.live_children(), 1, "parent waits for its children");
+    assert!(
+        !grandparent.is_cancelled(),
+        "dropping does not cancel upwards"
+    );
+    assert_eq!(
+        grandparent.live_children(),
+        1,
+        "parent waits for its children"
+    );
 
     let mut kids = kids;
     kids.pop();
     kids.pop();
     assert_eq!(grandparent.live_children(), 1);
     kids.pop();
-    assert_eq!(grandparent.live_children(), 0, "last child drained: parent drained");
+    assert_eq!(
+        grandparent.live_children(),
+        0,
+        "last child drained: parent drained"
+    );
 }
 
+#[cfg(feature = "std")]
 #[test]
 fn drop_while_panicking_drains_and_is_marked_panicked() {
     let root = Phaser::named("root");
@@ -214,10 +239,16 @@ fn drop_while_panicking_drains_and_is_marked_panicked() {
     let worker_entry = report.find("worker").expect("worker has a live child");
     assert!(worker_entry.panicked());
     assert_eq!(worker_entry.state(), NodeState::Finishing);
-    assert!(report.to_string().contains("worker [finishing, 1 live child, panicked]"));
+    assert!(report
+        .to_string()
+        .contains("worker [finishing, 1 live child, panicked]"));
     assert!(!report.find("root").unwrap().panicked());
     drop(_helper);
-    assert_eq!(root.live_children(), 0, "a panicked owner drains the same way");
+    assert_eq!(
+        root.live_children(),
+        0,
+        "a panicked owner drains the same way"
+    );
 }
 
 // ===== 10. Bad use =====
@@ -254,7 +285,9 @@ fn bad_use_hung_child_blocks_turn_forever_and_is_named() {
         panic!("deadline passed: turn_within must give the stragglers");
     };
     assert!(stragglers.find("hung").is_some());
-    assert!(stragglers.to_string().contains("hung [turn, 0 live children]"));
+    assert!(stragglers
+        .to_string()
+        .contains("hung [turn, 0 live children]"));
 }
 
 #[test]
@@ -262,7 +295,10 @@ fn bad_use_turn_within_prefers_ok_when_both_are_ready() {
     let root = Phaser::new();
     root.cancel();
     let (_, waker) = CountingWaker::new();
-    assert!(matches!(poll_once(&mut root.turn_within(ready(())), &waker), Poll::Ready(Ok(()))));
+    assert!(matches!(
+        poll_once(&mut root.turn_within(ready(())), &waker),
+        Poll::Ready(Ok(()))
+    ));
 }
 
 #[test]
@@ -276,7 +312,13 @@ fn bad_use_turn_within_pending_until_one_side_is_ready() {
     assert!(!within.is_terminated());
     drop(child);
     assert!(counter.wakes() >= 1);
-    assert!(matches!(poll_once(&mut within, &waker), Poll::Ready(Ok(()))));
+    assert!(matches!(
+        poll_once(&mut within, &waker),
+        Poll::Ready(Ok(()))
+    ));
     assert!(within.is_terminated());
-    assert!(matches!(poll_once(&mut within, &waker), Poll::Ready(Ok(()))), "stays ready");
+    assert!(
+        matches!(poll_once(&mut within, &waker), Poll::Ready(Ok(()))),
+        "stays ready"
+    );
 }

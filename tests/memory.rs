@@ -56,7 +56,11 @@ fn bounded_memory_million_create_drop_cycles_under_a_live_root_stay_flat() {
             drop(child);
         }
     }
-    assert_eq!(live(), before, "a live parent must keep nothing of drained children");
+    assert_eq!(
+        live(),
+        before,
+        "a live parent must keep nothing of drained children"
+    );
     drop(keep);
 }
 
@@ -70,7 +74,11 @@ fn bounded_memory_drained_node_is_freed_once_no_handle_refers_to_it() {
     assert!(with_child > before);
     drop(child);
     assert_eq!(root.live_children(), 0);
-    assert_eq!(live(), with_child, "the token still refers to the drained node");
+    assert_eq!(
+        live(),
+        with_child,
+        "the token still refers to the drained node"
+    );
     drop(token);
     assert_eq!(live(), before, "drained and unreferenced: freed");
 }
@@ -96,7 +104,11 @@ fn bounded_memory_waiters_and_reports_leave_nothing_behind() {
         assert!(poll_once(&mut turn, &waker).is_pending());
         drop((cancelled, turn, child));
     }
-    assert_eq!(live(), before, "waiters and reports must free what they took");
+    assert_eq!(
+        live(),
+        before,
+        "waiters and reports must free what they took"
+    );
 }
 
 #[test]
@@ -104,8 +116,12 @@ fn heap_bytes_of_one_unlabeled_node() {
     let root = Phaser::new();
     let before = live();
     let children: Vec<_> = (0..1000).map(|_| root.child().unwrap()).collect();
-    let per_node = (live() - before - (children.capacity() * std::mem::size_of::<Phaser>()) as isize) / 1000;
+    let per_node =
+        (live() - before - (children.capacity() * std::mem::size_of::<Phaser>()) as isize) / 1000;
     println!("heap bytes per unlabeled node: {per_node}");
-    assert!(per_node > 0 && per_node <= 128, "a node takes {per_node} bytes");
+    assert!(
+        per_node > 0 && per_node <= 128,
+        "a node takes {per_node} bytes"
+    );
     drop(children);
 }

@@ -1,5 +1,6 @@
 //! Guarantees under real thread races. Each of these went red when the code
 //! was broken on purpose (see the closing note of the core issue).
+#![cfg(feature = "std")]
 
 mod common;
 
@@ -71,13 +72,16 @@ fn run_random_tree(seed: u64, nodes: usize) {
         phasers.push(child);
     }
     let sequence = Arc::new(Sequence::new());
-    let turn_at: Arc<Vec<AtomicUsize>> = Arc::new((0..nodes).map(|_| AtomicUsize::new(0)).collect());
-    let dropped_at: Arc<Vec<AtomicUsize>> = Arc::new((0..nodes).map(|_| AtomicUsize::new(0)).collect());
+    let turn_at: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..nodes).map(|_| AtomicUsize::new(0)).collect());
+    let dropped_at: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..nodes).map(|_| AtomicUsize::new(0)).collect());
     let threads: Vec<_> = phasers
         .into_iter()
         .enumerate()
         .map(|(i, phaser)| {
-            let (sequence, turn_at, dropped_at) = (sequence.clone(), turn_at.clone(), dropped_at.clone());
+            let (sequence, turn_at, dropped_at) =
+                (sequence.clone(), turn_at.clone(), dropped_at.clone());
             let delays = [rng.u64(0..200), rng.u64(0..200)];
             thread::spawn(move || {
                 phaser.wait_cancelled();
@@ -108,7 +112,10 @@ fn run_random_tree(seed: u64, nodes: usize) {
                 );
             }
         }
-        assert!(dropped_at[node].load(Ordering::SeqCst) < root_turn, "seed {seed}: root's turn before node {node} dropped");
+        assert!(
+            dropped_at[node].load(Ordering::SeqCst) < root_turn,
+            "seed {seed}: root's turn before node {node} dropped"
+        );
     }
 }
 
@@ -160,7 +167,9 @@ fn at_once_cancel_returns_only_when_the_subtree_is_cancelled_even_if_an_ancestor
         let root = Phaser::new();
         let middle = root.child().unwrap();
         // A wide subtree under `middle`, so the ancestor's walk takes a while.
-        let leaves: Vec<_> = (0..scaled(2000, 20)).map(|_| middle.child().unwrap()).collect();
+        let leaves: Vec<_> = (0..scaled(2000, 20))
+            .map(|_| middle.child().unwrap())
+            .collect();
         let tokens: Vec<_> = leaves.iter().map(Phaser::token).collect();
         let ancestor = {
             let root_token = root.token();
@@ -173,7 +182,10 @@ fn at_once_cancel_returns_only_when_the_subtree_is_cancelled_even_if_an_ancestor
         }
         middle.cancel();
         let missed = tokens.iter().filter(|token| !token.is_cancelled()).count();
-        assert_eq!(missed, 0, "cancel() returned while {missed} nodes of its subtree were live");
+        assert_eq!(
+            missed, 0,
+            "cancel() returned while {missed} nodes of its subtree were live"
+        );
         ancestor.join().unwrap();
         drop(leaves);
     }
@@ -192,15 +204,15 @@ fn refusal_child_racing_cancel_is_atomic() {
                 thread::spawn(move || {
                     start.wait();
                     let mut created = Vec::new();
-                    loop {
-                        match parent.child() {
-                            Ok(child) => created.push(child),
-                            Err(_) => break,
-                        }
+                    while let Ok(child) = parent.child() {
+                        created.push(child);
                     }
                     // Once refused, never accepted again.
                     for _ in 0..10 {
-                        assert!(parent.child().is_err(), "a refused child() was accepted later");
+                        assert!(
+                            parent.child().is_err(),
+                            "a refused child() was accepted later"
+                        );
                     }
                     created
                 })
@@ -209,11 +221,19 @@ fn refusal_child_racing_cancel_is_atomic() {
         start.wait();
         thread::yield_now();
         parent.cancel();
-        let mut children: Vec<Phaser> = makers.into_iter().flat_map(|m| m.join().unwrap()).collect();
-        assert!(children.iter().all(Phaser::is_cancelled), "a child created during cancel() escaped it");
+        let mut children: Vec<Phaser> =
+            makers.into_iter().flat_map(|m| m.join().unwrap()).collect();
+        assert!(
+            children.iter().all(Phaser::is_cancelled),
+            "a child created during cancel() escaped it"
+        );
         assert_eq!(parent.live_children(), children.len());
         while let Some(child) = children.pop() {
-            assert!(!parent.is_turn(), "turn came while {} created children were live", children.len() + 1);
+            assert!(
+                !parent.is_turn(),
+                "turn came while {} created children were live",
+                children.len() + 1
+            );
             drop(child);
         }
         assert!(parent.is_turn());
@@ -289,7 +309,11 @@ fn drop_parent_and_only_child_concurrently_drains_the_grandparent() {
         start.wait();
         drop(parent);
         other.join().unwrap();
-        assert_eq!(root.live_children(), 0, "the parent must drain exactly once");
+        assert_eq!(
+            root.live_children(),
+            0,
+            "the parent must drain exactly once"
+        );
         root.cancel();
         assert!(root.is_turn());
     }

@@ -1,5 +1,6 @@
 //! The cases of the Go package `aelse/phase` that inspired this crate,
 //! ported: the behaviour its users relied on must hold here too.
+#![cfg(feature = "std")]
 
 use std::sync::{Arc, Mutex};
 use std::thread;

@@ -77,7 +77,7 @@ mod tests {
         assert_eq!(flags & ONE_CHILD, 0);
         assert_eq!(flags, ONE_CHILD - 1);
         assert_eq!(live_children(flags), 0);
-        assert_eq!(live_children(flags | 3 * ONE_CHILD), 3);
+        assert_eq!(live_children(flags | (3 * ONE_CHILD)), 3);
         assert_eq!(live_children(usize::MAX), MAX_CHILDREN);
     }
 

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Formatting, clippy with and without default features, and the docs.
+set -euxo pipefail
+cd "$(dirname "$0")"/..
+
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --no-default-features -- -D warnings
+cargo clippy --all-targets --features critical-section -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
