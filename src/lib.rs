@@ -110,3 +110,8 @@ mod send_sync_checks {
         is_send::<crate::futures::TurnWithin<'static, core::future::Ready<()>>>();
     }
 }
+
+/// The README's examples, compiled and run as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
