@@ -1,6 +1,7 @@
 //! Guarantee 8 (any executor): the same ordered shutdown, db ← pipeline ←
 //! web, on smol, tokio, async-std, futures-executor and pollster. The library
 //! depends on none of them.
+#![cfg(not(loom))]
 
 use std::sync::{Arc, Mutex};
 

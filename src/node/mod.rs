@@ -196,17 +196,10 @@ impl Node {
     fn reserve_child(&self) -> Result<(), ()> {
         let mut current = self.state.load(Ordering::Relaxed);
         loop {
-            if state::is_cancelled(current) {
-                return Err(());
-            }
-            assert!(
-                state::live_children(current) < state::MAX_CHILDREN,
-                "phaseout: a node cannot have more than {} live children",
-                state::MAX_CHILDREN
-            );
+            let next = state::with_one_more_child(current).ok_or(())?;
             match self.state.compare_exchange_weak(
                 current,
-                current + state::ONE_CHILD,
+                next,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {

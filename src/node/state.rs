@@ -67,6 +67,27 @@ pub(crate) const fn is_drained(state: usize) -> bool {
     state & OWNER_DONE != 0 && live_children(state) == 0
 }
 
+/// The state after adding one live child, or `None` if `state` is cancelled
+/// (a cancelled node accepts no child).
+///
+/// # Panics
+///
+/// If the node already has [`MAX_CHILDREN`] live children. That needs more
+/// memory than a 32- or 64-bit address space has (each child takes dozens
+/// of bytes), so it cannot happen in a working program; the count must
+/// never wrap into the flag bits silently.
+#[inline]
+pub(crate) fn with_one_more_child(state: usize) -> Option<usize> {
+    if is_cancelled(state) {
+        return None;
+    }
+    assert!(
+        live_children(state) < MAX_CHILDREN,
+        "phaseout: a node cannot have more than {MAX_CHILDREN} live children"
+    );
+    Some(state + ONE_CHILD)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +110,31 @@ mod tests {
         assert!(is_drained(CANCELLED | OWNER_DONE));
         assert!(!is_drained(CANCELLED | OWNER_DONE | ONE_CHILD));
         assert!(!is_drained(CANCELLED));
+    }
+
+    #[test]
+    fn adding_a_child_counts_it_unless_cancelled() {
+        assert_eq!(with_one_more_child(0), Some(ONE_CHILD));
+        assert_eq!(
+            with_one_more_child(HAS_WAITERS | ONE_CHILD),
+            Some(HAS_WAITERS | 2 * ONE_CHILD)
+        );
+        assert_eq!(with_one_more_child(CANCELLED), None);
+        assert_eq!(
+            with_one_more_child(CANCELLED | (MAX_CHILDREN << COUNT_SHIFT)),
+            None
+        );
+        let one_below = (MAX_CHILDREN - 1) << COUNT_SHIFT;
+        assert_eq!(
+            live_children(with_one_more_child(one_below).unwrap()),
+            MAX_CHILDREN
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "phaseout: a node cannot have more than")]
+    fn adding_a_child_past_the_limit_panics_instead_of_wrapping() {
+        let _ = with_one_more_child(MAX_CHILDREN << COUNT_SHIFT | HAS_WAITERS);
     }
 
     #[test]

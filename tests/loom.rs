@@ -1,0 +1,128 @@
+//! Model checks of every racing pair in the core, with loom exploring the
+//! interleavings (and, through the crate's `sync` shim, every atomic access
+//! and lock). Run with:
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --test loom
+//! ```
+#![cfg(loom)]
+
+use loom::future::block_on;
+use loom::thread;
+use phaseout::Phaser;
+
+/// 1. `cancel()` vs `child()` on the same node: refusal is atomic, and a child
+///    that was created is cancelled once `cancel()` has returned.
+#[test]
+fn cancel_vs_child() {
+    loom::model(|| {
+        let parent = loom::sync::Arc::new(Phaser::new());
+        let maker = {
+            let parent = parent.clone();
+            thread::spawn(move || parent.child().ok())
+        };
+        parent.cancel();
+        let child = maker.join().unwrap();
+        assert!(parent.child().is_err(), "refusal must be final");
+        match child {
+            Some(child) => {
+                assert!(child.is_cancelled(), "a child escaped the cancel");
+                assert_eq!(parent.live_children(), 1);
+                assert!(!parent.is_turn());
+                drop(child);
+                assert!(parent.is_turn());
+            }
+            None => assert!(parent.is_turn()),
+        }
+    });
+}
+
+/// 2. `cancel()` vs a task registering in `cancelled()`: no lost wake-up
+///    (a lost one is a deadlock, which loom reports).
+#[test]
+fn cancel_vs_cancelled_waiter() {
+    loom::model(|| {
+        let node = Phaser::new();
+        let token = node.token();
+        let waiter = thread::spawn(move || block_on(token.cancelled()));
+        node.cancel();
+        waiter.join().unwrap();
+    });
+}
+
+/// 3. The last two children draining on two threads vs the parent's `turn()`
+///    registering: the turn comes, once, after both.
+#[test]
+fn two_children_drain_vs_turn_waiter() {
+    loom::model(|| {
+        let parent = Phaser::new();
+        let a = parent.child().unwrap();
+        let b = parent.child().unwrap();
+        parent.cancel();
+        let dropper_a = thread::spawn(move || drop(a));
+        let dropper_b = thread::spawn(move || drop(b));
+        block_on(parent.turn());
+        assert_eq!(parent.live_children(), 0);
+        dropper_a.join().unwrap();
+        dropper_b.join().unwrap();
+    });
+}
+
+/// 4. Dropping a parent vs dropping its only child: the parent drains exactly
+///    once (its grandparent's count drops by one) and every node is freed
+///    once (loom checks that no `Arc` leaks and none is freed twice).
+#[test]
+fn drop_parent_vs_drop_only_child() {
+    loom::model(|| {
+        let root = Phaser::new();
+        let parent = root.child().unwrap();
+        let child = parent.child().unwrap();
+        let dropper = thread::spawn(move || drop(child));
+        drop(parent);
+        dropper.join().unwrap();
+        assert_eq!(root.live_children(), 0);
+    });
+}
+
+/// 5. `cancel()` on a node vs `cancel()` on its ancestor: whichever returns
+///    first, its whole subtree is cancelled by then.
+#[test]
+fn cancel_vs_ancestor_cancel() {
+    loom::model(|| {
+        let root = Phaser::new();
+        let middle = root.child().unwrap();
+        let leaf = middle.child().unwrap();
+        let leaf_token = leaf.token();
+        let root_token = root.token();
+        let ancestor = thread::spawn(move || {
+            root_token.cancel();
+        });
+        middle.cancel();
+        assert!(
+            leaf_token.is_cancelled(),
+            "cancel() returned before its subtree was cancelled"
+        );
+        ancestor.join().unwrap();
+        assert!(root.is_cancelled() && leaf.is_cancelled());
+    });
+}
+
+/// 6. A token cloned, waited on and dropped on one thread while the node is
+///    cancelled and drains on another: the wait ends, nothing leaks.
+#[test]
+fn token_vs_drain() {
+    loom::model(|| {
+        let root = Phaser::new();
+        let node = root.child().unwrap();
+        let token = node.token();
+        let observer = thread::spawn(move || {
+            let copy = token.clone();
+            drop(token);
+            block_on(copy.cancelled());
+            assert!(copy.is_cancelled());
+        });
+        drop(node); // cancels and drains
+        observer.join().unwrap();
+        assert_eq!(root.live_children(), 0);
+    });
+}
