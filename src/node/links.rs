@@ -76,21 +76,27 @@ pub(super) fn link(parent: &Node, child: &Arc<Node>) {
 /// Removes `child` from `parent`'s list and returns the list's reference to
 /// it, to be dropped by the caller after the lock is released.
 pub(super) fn unlink(parent: &Node, child: &Node) -> Arc<Node> {
-    let raw: *const Node = child;
-    parent.children.with(|list| {
+    let raw = parent.children.with(|list| {
         // SAFETY: we hold `parent`'s lock, which guards `list` and the
         // `siblings` of `child` and of its neighbours; all of them are linked
         // (so alive: the list owns a count of each).
         unsafe {
             let siblings = &mut *child.siblings.get();
-            match siblings.prev.as_ref() {
-                None => list.head = siblings.next,
-                Some(prev) => (*prev.siblings.get()).next = siblings.next,
-            }
+            // The pointer the list stores is the one `Arc::into_raw` gave:
+            // it, not `child` (a plain reference), may become an `Arc` again.
+            let stored = match siblings.prev.as_ref() {
+                None => core::mem::replace(&mut list.head, siblings.next),
+                Some(prev) => core::mem::replace(&mut (*prev.siblings.get()).next, siblings.next),
+            };
+            debug_assert!(
+                ptr::eq(stored, child),
+                "phaseout: inconsistent state: a child's links do not lead back to it"
+            );
             if let Some(next) = siblings.next.as_ref() {
                 (*next.siblings.get()).prev = siblings.prev;
             }
             *siblings = Siblings::new();
+            stored
         }
     });
     // SAFETY: `raw` came from `Arc::into_raw` in `link`, and unlinking is the
