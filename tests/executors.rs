@@ -41,6 +41,10 @@ fn check(log: &Log) {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri cannot run the I/O and timer drivers (timerfd, epoll)"
+)]
 fn any_executor_smol() {
     let (root, log, components) = scenario();
     smol::block_on(async {
@@ -58,6 +62,10 @@ fn any_executor_smol() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri cannot run the I/O and timer drivers (timerfd, epoll)"
+)]
 fn any_executor_tokio_multi_thread() {
     let (root, log, components) = scenario();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -100,6 +108,10 @@ fn any_executor_tokio_current_thread() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri cannot run the I/O and timer drivers (timerfd, epoll)"
+)]
 fn any_executor_async_std() {
     let (root, log, components) = scenario();
     async_std::task::block_on(async {

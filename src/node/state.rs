@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(with_one_more_child(0), Some(ONE_CHILD));
         assert_eq!(
             with_one_more_child(HAS_WAITERS | ONE_CHILD),
-            Some(HAS_WAITERS | 2 * ONE_CHILD)
+            Some(HAS_WAITERS | (2 * ONE_CHILD))
         );
         assert_eq!(with_one_more_child(CANCELLED), None);
         assert_eq!(
@@ -134,7 +134,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "phaseout: a node cannot have more than")]
     fn adding_a_child_past_the_limit_panics_instead_of_wrapping() {
-        let _ = with_one_more_child(MAX_CHILDREN << COUNT_SHIFT | HAS_WAITERS);
+        let _ = with_one_more_child((MAX_CHILDREN << COUNT_SHIFT) | HAS_WAITERS);
     }
 
     #[test]
