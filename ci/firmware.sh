@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds and runs the three firmwares under QEMU, checks exit status and the
+# printed shutdown order, and measures what phaseout adds to the Cortex-M3
+# release firmware.
+set -uo pipefail
+cd "$(dirname "$0")"/..
+root=$(pwd)
+
+need_apt=()
+command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
+command -v qemu-system-riscv32 >/dev/null || need_apt+=(qemu-system-misc)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+rustup target add thumbv7m-none-eabi thumbv6m-none-eabi riscv32imc-unknown-none-elf
+rustup component add llvm-tools
+
+passed=0
+failed=0
+
+# run NAME DIR CARGO-ARGS...: build, run under QEMU with a timeout, check.
+run() {
+    local name=$1 dir=$2
+    shift 2
+    echo "=== firmware: $name"
+    cd "$root/$dir"
+    local start=$SECONDS
+    if ! cargo build --release "$@"; then
+        echo "FAIL $name: build"; failed=$((failed + 1)); cd "$root"; return
+    fi
+    echo "built in $((SECONDS - start)) s"
+    local out status
+    out=$(timeout 60 cargo run --release -q "$@" 2>&1)
+    status=$?
+    echo "$out"
+    local order
+    order=$(echo "$out" | grep -oE '^(sampler|filter|logger): turn' | cut -d: -f1 | tr '\n' ' ')
+    if [ "$status" -eq 0 ] && [ "$order" = "sampler filter logger " ] \
+        && echo "$out" | grep -q "all stopped in order, nothing lost"; then
+        echo "PASS $name"; passed=$((passed + 1))
+    else
+        echo "FAIL $name: exit status $status, order '$order'"; failed=$((failed + 1))
+    fi
+    cd "$root"
+}
+
+run "embassy, Cortex-M3 (lm3s6965evb)" examples/firmware-cortex-m
+run "embassy, Cortex-M0 without CAS (microbit)" examples/firmware-cortex-m --target thumbv6m-none-eabi --features m0
+run "hand-written executor, riscv32imc (virt)" examples/firmware-riscv
+
+# What phaseout adds: the same firmware with hand-written flags instead.
+size=$(ls "$(rustc --print sysroot)"/lib/rustlib/*/bin/llvm-size | head -n 1)
+fw=examples/firmware-cortex-m
+elf=$fw/target/thumbv7m-none-eabi/release/phaseout-firmware-cortex-m
+(cd $fw && cargo build --release -q) && cp $elf target/fw-with-phaseout
+(cd $fw && cargo build --release -q --no-default-features --features baseline) && cp $elf target/fw-baseline
+"$size" target/fw-with-phaseout target/fw-baseline
+read -r text_with data_with bss_with _ < <("$size" target/fw-with-phaseout | tail -n 1)
+read -r text_base data_base bss_base _ < <("$size" target/fw-baseline | tail -n 1)
+flash=$((text_with + data_with - text_base - data_base))
+ram=$((data_with + bss_with - data_base - bss_base))
+echo "phaseout adds ${flash} bytes of flash and ${ram} bytes of static RAM to the Cortex-M3 release firmware (opt-level s)"
+if [ "$flash" -ge $((6 * 1024)) ]; then
+    echo "FAIL size: over the 6 KiB flash budget"; failed=$((failed + 1))
+else
+    passed=$((passed + 1))
+fi
+
+echo "firmware: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
