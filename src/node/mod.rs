@@ -57,7 +57,7 @@ use event_listener::{Event, EventListener};
 pub(crate) use self::drain::release_owner;
 pub(crate) use self::links::for_each_child;
 use self::links::{ChildList, Siblings};
-pub(crate) use self::walk::cancel_subtree;
+pub(crate) use self::walk::{cancel_subtree, cancel_subtree_and};
 use crate::sync::{Arc, AtomicUsize, Lock, Ordering};
 
 /// A node's label: free for `&'static str`, owned otherwise.
@@ -117,6 +117,40 @@ impl Node {
 
     pub(crate) fn label_cow(&self) -> Option<Label> {
         self.label.clone()
+    }
+
+    /// Sets `CANCELLED` and wakes the waiters if it was not set. If the node
+    /// has no child, that is its whole subtree: `SUBTREE_CANCELLED` and
+    /// `if_childless` are set in the same RMW (no child can appear once it is
+    /// cancelled, and a child being created is already counted). Returns the
+    /// state before.
+    fn mark_cancelled(&self, if_childless: usize) -> usize {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            let mut next = current | state::CANCELLED;
+            if state::live_children(current) == 0 {
+                next |= state::SUBTREE_CANCELLED | if_childless;
+            }
+            if next == current {
+                return current; // nothing to change: one load
+            }
+            match self.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(prev) => {
+                    if !state::is_cancelled(prev) {
+                        // This RMW may also have given the turn (no child):
+                        // one wake serves `cancelled()` and `turn()` waiters.
+                        self.wake_waiters(prev);
+                    }
+                    return prev;
+                }
+                Err(actual) => current = actual,
+            }
+        }
     }
 
     /// Wakes every waiter if `prev` (the value the caller's RMW read) says
@@ -230,15 +264,9 @@ impl Drop for Node {
         // (invariant #5).
         let mut next = self.parent.take();
         while let Some(parent) = next {
-            next = match Arc::try_unwrap(parent) {
-                // We held the last reference: take its parent out before the
-                // node goes, so its own `drop` has nothing to recurse into.
-                Ok(mut node) => node.parent.take(),
-                // Someone else still holds it; dropping our reference is one
-                // decrement (and if they let go meanwhile, one nested drop
-                // that runs this same loop).
-                Err(_still_shared) => None,
-            };
+            // If ours was the last reference, take the parent's own parent
+            // out before it goes, so its `drop` has nothing to recurse into.
+            next = crate::sync::arc_into_inner(parent).and_then(|mut node| node.parent.take());
         }
     }
 }

@@ -27,26 +27,39 @@ enum Visit {
 /// Cancels `root` and its whole subtree. Returns once every node of it is
 /// `CANCELLED` and every waiter on them has been woken. Never waits for
 /// another thread.
-pub(crate) fn cancel_subtree(root: &Arc<Node>) {
-    // The common repeat case (a component's own `cancel()`, or `Drop`, after
-    // the root's walk) is one load.
-    if root.load() & state::SUBTREE_CANCELLED != 0 {
-        return;
+pub(crate) fn cancel_subtree(root: &Node) {
+    cancel_subtree_and(root, 0);
+}
+
+/// Like [`cancel_subtree`]; if `root` has no child, also sets `if_childless`
+/// in the same read-modify-write. Returns `root`'s state before.
+pub(crate) fn cancel_subtree_and(root: &Node, if_childless: usize) -> usize {
+    let prev = root.mark_cancelled(if_childless);
+    if prev & state::SUBTREE_CANCELLED == 0 && state::live_children(prev) > 0 {
+        cancel_descendants(root);
+        root.state
+            .fetch_or(state::SUBTREE_CANCELLED, Ordering::AcqRel);
     }
+    prev
+}
+
+/// The walk below an already cancelled `root` (invariant #5: no recursion).
+fn cancel_descendants(root: &Node) {
     let mut stack = Vec::new();
-    stack.push(Visit::Down(root.clone()));
+    for_each_child(root, |child| stack.push(Visit::Down(child)));
     while let Some(visit) = stack.pop() {
         match visit {
             Visit::Down(node) => {
-                let prev = node.state.fetch_or(state::CANCELLED, Ordering::AcqRel);
-                // Wakes both `cancelled()` waiters and, if there is no child
-                // left, `turn()` waiters: this RMW may have given the turn.
-                node.wake_waiters(prev);
-                if prev & state::SUBTREE_CANCELLED != 0 {
-                    continue;
+                let prev = node.mark_cancelled(0);
+                if prev & state::SUBTREE_CANCELLED != 0 || state::live_children(prev) == 0 {
+                    continue; // done already, or a leaf (marked in the same RMW)
                 }
-                stack.push(Visit::Up(node.clone()));
+                // `Up` goes *below* the children, so it is popped after all
+                // of them are done (inserting moves only this node's
+                // children, and saves a reference count).
+                let below_children = stack.len();
                 for_each_child(&node, |child| stack.push(Visit::Down(child)));
+                stack.insert(below_children, Visit::Up(node));
             }
             Visit::Up(node) => {
                 node.state

@@ -1,0 +1,374 @@
+//! phaseout side by side with the crates people use today: tokio-util's
+//! `CancellationToken` everywhere, and async-shutdown and triggered where the
+//! operation exists. `bash ci/bench.sh` runs this and prints the ratio table.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::task::{Context, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use phaseout::Phaser;
+use tokio_util::sync::CancellationToken;
+
+// ===== helpers =====
+
+/// Runs `work(thread_index, iters)` on two threads pinned to different cores
+/// and returns the wall time from a common start until both finished, halved:
+/// per-operation aggregate time over both threads.
+fn two_pinned_threads(iters: u64, work: impl Fn(usize, u64) + Send + Sync) -> Duration {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let start = Barrier::new(3);
+    let elapsed = thread::scope(|scope| {
+        for index in 0..2 {
+            let (start, work, cores) = (&start, &work, &cores);
+            scope.spawn(move || {
+                if let Some(core) = cores.get(index % cores.len().max(1)) {
+                    core_affinity::set_for_current(*core);
+                }
+                start.wait();
+                work(index, iters);
+            });
+        }
+        start.wait();
+        Instant::now()
+    });
+    elapsed.elapsed() / 2
+}
+
+fn pin_to(index: usize) {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if let Some(core) = cores.get(index % cores.len().max(1)) {
+        core_affinity::set_for_current(*core);
+    }
+}
+
+/// A waker that unparks a thread: the cheapest honest way to block on a
+/// future, so that wake latency compares with a bare `unpark`.
+struct Unparker(thread::Thread);
+
+impl Wake for Unparker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(Unparker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        thread::park();
+    }
+}
+
+// ===== child create + drop =====
+
+fn child_create_drop(c: &mut Criterion) {
+    let mut group = c.benchmark_group("child_create_drop");
+    let root = Phaser::new();
+    group.bench_function("phaseout", |b| {
+        b.iter(|| drop(black_box(root.child().unwrap())))
+    });
+    let token = CancellationToken::new();
+    group.bench_function("tokio-util", |b| {
+        b.iter(|| drop(black_box(token.child_token())))
+    });
+    let manager = async_shutdown::ShutdownManager::<()>::new();
+    group.bench_function("async-shutdown", |b| {
+        b.iter(|| drop(black_box(manager.delay_shutdown_token().unwrap())))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("child_create_drop_2_threads");
+    let root = Phaser::new();
+    group.bench_function("phaseout", |b| {
+        b.iter_custom(|iters| {
+            two_pinned_threads(iters, |_, n| {
+                for _ in 0..n {
+                    drop(black_box(root.child().unwrap()));
+                }
+            })
+        })
+    });
+    let token = CancellationToken::new();
+    group.bench_function("tokio-util", |b| {
+        b.iter_custom(|iters| {
+            two_pinned_threads(iters, |_, n| {
+                for _ in 0..n {
+                    drop(black_box(token.child_token()));
+                }
+            })
+        })
+    });
+    let manager = async_shutdown::ShutdownManager::<()>::new();
+    group.bench_function("async-shutdown", |b| {
+        b.iter_custom(|iters| {
+            two_pinned_threads(iters, |_, n| {
+                for _ in 0..n {
+                    drop(black_box(manager.delay_shutdown_token().unwrap()));
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+// ===== is_cancelled =====
+
+fn is_cancelled(c: &mut Criterion) {
+    let mut group = c.benchmark_group("is_cancelled");
+    let root = Phaser::new();
+    let child = root.child().unwrap();
+    group.bench_function("phaseout", |b| b.iter(|| black_box(&child).is_cancelled()));
+    let token = CancellationToken::new().child_token();
+    group.bench_function("tokio-util", |b| {
+        b.iter(|| black_box(&token).is_cancelled())
+    });
+    let manager = async_shutdown::ShutdownManager::<()>::new();
+    group.bench_function("async-shutdown", |b| {
+        b.iter(|| black_box(&manager).is_shutdown_triggered())
+    });
+    let (_trigger, listener) = triggered::trigger();
+    group.bench_function("triggered", |b| {
+        b.iter(|| black_box(&listener).is_triggered())
+    });
+    group.finish();
+}
+
+// ===== cancel a big tree with a waiter on every node =====
+
+/// Shapes of 100k-node trees (and a 10k chain), as parent index per node.
+fn shape(name: &str) -> Vec<Option<usize>> {
+    match name {
+        "wide" => (0..100_000).map(|_| None).collect(),
+        "fanout10" => (0..100_000)
+            .map(|i| if i < 10 { None } else { Some(i / 10 - 1) })
+            .collect(),
+        "chain" => (0..10_000usize).map(|i| i.checked_sub(1)).collect(),
+        _ => unreachable!(),
+    }
+}
+
+fn phaseout_tree(
+    parents: &[Option<usize>],
+) -> (Phaser, Vec<Phaser>, Vec<phaseout::futures::Cancelled>) {
+    let root = Phaser::new();
+    let mut nodes: Vec<Phaser> = Vec::with_capacity(parents.len());
+    for parent in parents {
+        let node = parent.map_or(&root, |p| &nodes[p]).child().unwrap();
+        nodes.push(node);
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    let waiters = nodes
+        .iter()
+        .map(|node| {
+            let mut waiter = node.cancelled();
+            assert!(std::pin::Pin::new(&mut waiter).poll(&mut cx).is_pending());
+            waiter
+        })
+        .collect();
+    (root, nodes, waiters)
+}
+
+type TokioWaiter = std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>;
+
+fn tokio_tree(
+    parents: &[Option<usize>],
+) -> (CancellationToken, Vec<CancellationToken>, Vec<TokioWaiter>) {
+    let root = CancellationToken::new();
+    let mut nodes: Vec<CancellationToken> = Vec::with_capacity(parents.len());
+    for parent in parents {
+        let node = parent.map_or(&root, |p| &nodes[p]).child_token();
+        nodes.push(node);
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    let waiters = nodes
+        .iter()
+        .map(|node| {
+            let mut waiter = Box::pin(node.clone().cancelled_owned());
+            assert!(waiter.as_mut().poll(&mut cx).is_pending());
+            waiter
+        })
+        .collect();
+    (root, nodes, waiters)
+}
+
+use std::future::Future;
+
+fn cancel_tree(c: &mut Criterion) {
+    for name in ["wide", "fanout10", "chain"] {
+        let parents = shape(name);
+        let mut group = c.benchmark_group(format!("cancel_tree_{name}_{}", parents.len()));
+        group.sample_size(10);
+        group.bench_function("phaseout", |b| {
+            b.iter_batched(
+                || phaseout_tree(&parents),
+                |tree| {
+                    tree.0.cancel();
+                    tree
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function("tokio-util", |b| {
+            b.iter_batched(
+                || tokio_tree(&parents),
+                |tree| {
+                    tree.0.cancel();
+                    tree
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.finish();
+    }
+}
+
+// ===== drain cascade =====
+
+fn drain_cascade(c: &mut Criterion) {
+    const DEPTH: usize = 1_000_000;
+    let mut group = c.benchmark_group("drain_cascade_chain_1000000");
+    group.sample_size(10);
+    group.bench_function("phaseout", |b| {
+        b.iter_batched(
+            || {
+                let root = Phaser::new();
+                let mut chain: Vec<Phaser> = Vec::with_capacity(DEPTH);
+                for _ in 0..DEPTH {
+                    let next = chain.last().unwrap_or(&root).child().unwrap();
+                    chain.push(next);
+                }
+                root.cancel();
+                let leaf = chain.pop().unwrap();
+                drop(chain); // every owner above the leaf is done: "finishing"
+                (root, leaf)
+            },
+            |(root, leaf)| {
+                drop(leaf); // drains the whole chain
+                assert!(root.is_turn());
+                root
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+// ===== cross-thread wake latency =====
+
+fn wake_latency(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wake_latency");
+    group.sample_size(20);
+
+    // `signal(token)` runs on the waker side; `wait(token)` blocks until woken.
+    fn measure<T: Send + 'static>(
+        iters: u64,
+        make: impl Fn() -> (T, Box<dyn FnOnce() + Send>),
+        wait: impl Fn(T) + Send + Sync + 'static,
+    ) -> Duration {
+        let (to_waiter, inbox) = mpsc::channel::<(T, Arc<AtomicBool>)>();
+        let (to_signaller, woken_at) = mpsc::channel::<Instant>();
+        let wait = Arc::new(wait);
+        let waiter = {
+            let wait = wait.clone();
+            thread::spawn(move || {
+                pin_to(1);
+                for (item, ready) in inbox {
+                    ready.store(true, Ordering::Release);
+                    wait(item);
+                    to_signaller.send(Instant::now()).unwrap();
+                }
+            })
+        };
+        pin_to(0);
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let (item, signal) = make();
+            let ready = Arc::new(AtomicBool::new(false));
+            to_waiter.send((item, ready.clone())).unwrap();
+            while !ready.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            thread::sleep(Duration::from_micros(200)); // the waiter is parked by now
+            let start = Instant::now();
+            signal();
+            total += woken_at.recv().unwrap() - start;
+        }
+        drop(to_waiter);
+        waiter.join().unwrap();
+        total
+    }
+
+    group.bench_function("phaseout", |b| {
+        b.iter_custom(|iters| {
+            measure(
+                iters,
+                || {
+                    let node = Phaser::new();
+                    let token = node.token();
+                    (token, Box::new(move || node.cancel()))
+                },
+                |token: phaseout::Token| block_on(token.cancelled()),
+            )
+        })
+    });
+    group.bench_function("tokio-util", |b| {
+        b.iter_custom(|iters| {
+            measure(
+                iters,
+                || {
+                    let token = CancellationToken::new();
+                    (token.clone(), Box::new(move || token.cancel()))
+                },
+                |token: CancellationToken| block_on(token.cancelled_owned()),
+            )
+        })
+    });
+    group.bench_function("bare-unpark", |b| {
+        b.iter_custom(|iters| {
+            measure(
+                iters,
+                || {
+                    let flag = Arc::new(AtomicBool::new(false));
+                    let waiter_slot: Arc<std::sync::Mutex<Option<thread::Thread>>> = Arc::default();
+                    let slot = waiter_slot.clone();
+                    let set = flag.clone();
+                    let signal = Box::new(move || {
+                        set.store(true, Ordering::Release);
+                        if let Some(t) = slot.lock().unwrap().as_ref() {
+                            t.unpark();
+                        }
+                    });
+                    ((flag, waiter_slot), signal as Box<dyn FnOnce() + Send>)
+                },
+                |(flag, slot): (
+                    Arc<AtomicBool>,
+                    Arc<std::sync::Mutex<Option<thread::Thread>>>,
+                )| {
+                    *slot.lock().unwrap() = Some(thread::current());
+                    while !flag.load(Ordering::Acquire) {
+                        thread::park();
+                    }
+                },
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    child_create_drop,
+    is_cancelled,
+    cancel_tree,
+    drain_cascade,
+    wake_latency
+);
+criterion_main!(benches);
