@@ -55,6 +55,18 @@ impl Wake for Unparker {
     }
 }
 
+/// A waker that does nothing: waiters in the tree benchmarks are registered
+/// but never run.
+struct Noop;
+
+impl Wake for Noop {
+    fn wake(self: Arc<Self>) {}
+}
+
+fn noop_waker() -> Waker {
+    Waker::from(Arc::new(Noop))
+}
+
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let waker = Waker::from(Arc::new(Unparker(thread::current())));
@@ -164,7 +176,8 @@ fn phaseout_tree(
         let node = parent.map_or(&root, |p| &nodes[p]).child().unwrap();
         nodes.push(node);
     }
-    let mut cx = Context::from_waker(Waker::noop());
+    let waker = noop_waker();
+    let mut cx = Context::from_waker(&waker);
     let waiters = nodes
         .iter()
         .map(|node| {
@@ -187,7 +200,8 @@ fn tokio_tree(
         let node = parent.map_or(&root, |p| &nodes[p]).child_token();
         nodes.push(node);
     }
-    let mut cx = Context::from_waker(Waker::noop());
+    let waker = noop_waker();
+    let mut cx = Context::from_waker(&waker);
     let waiters = nodes
         .iter()
         .map(|node| {

@@ -2,6 +2,7 @@
 
 use core::fmt;
 use core::future::Future;
+use core::mem::ManuallyDrop;
 
 use crate::futures::{Cancelled, Turn, TurnWithin};
 use crate::node::{self, state, Label, Node};
@@ -40,7 +41,9 @@ use crate::{Report, ShutdownStarted, Token};
 /// assert!(db.is_turn());
 /// ```
 pub struct Phaser {
-    node: Arc<Node>,
+    /// Dropped by hand: when the node cannot drain yet, this reference is
+    /// left to the node itself (node invariant #6).
+    node: ManuallyDrop<Arc<Node>>,
 }
 
 impl Phaser {
@@ -66,7 +69,7 @@ impl Phaser {
 
     fn root(label: Option<Label>) -> Self {
         Self {
-            node: Arc::new(Node::new(label, None)),
+            node: ManuallyDrop::new(Arc::new(Node::new(label, core::ptr::null()))),
         }
     }
 
@@ -111,7 +114,9 @@ impl Phaser {
 
     fn make_child(&self, label: Option<Label>) -> Result<Phaser, ShutdownStarted> {
         match node::new_child(&self.node, label) {
-            Some(node) => Ok(Phaser { node }),
+            Some(node) => Ok(Phaser {
+                node: ManuallyDrop::new(node),
+            }),
             None => Err(ShutdownStarted::new(self.node.label_cow())),
         }
     }
@@ -166,7 +171,7 @@ impl Phaser {
     /// pollster::block_on(waiting);
     /// ```
     pub fn cancelled(&self) -> Cancelled {
-        Cancelled::new(self.node.clone())
+        Cancelled::new(Arc::clone(&self.node))
     }
 
     /// Waits for this node's turn: it is cancelled and every node below it has
@@ -251,7 +256,7 @@ impl Phaser {
     /// assert!(root.is_cancelled());
     /// ```
     pub fn token(&self) -> Token {
-        Token::new(self.node.clone())
+        Token::new(Arc::clone(&self.node))
     }
 
     /// A snapshot of this node and every node below it that has not drained:
@@ -371,7 +376,13 @@ impl Drop for Phaser {
         let panicked = std::thread::panicking();
         #[cfg(not(feature = "std"))]
         let panicked = false;
-        node::release_owner(&self.node, panicked);
+        if node::release_owner(&self.node, panicked) {
+            // SAFETY: the node drained (its cascade is done) and this is the
+            // last use of the field.
+            unsafe { ManuallyDrop::drop(&mut self.node) }
+        }
+        // Otherwise the reference now belongs to the node, which may already
+        // be draining on another thread: it is not touched again here.
     }
 }
 

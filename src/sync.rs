@@ -71,19 +71,3 @@ mod imp {
 }
 
 pub(crate) use imp::*;
-
-/// `Arc::into_inner`: the value if this was the last reference, else `None`
-/// (and the reference is gone). Race-free: of two threads dropping the last
-/// two references this way, exactly one gets the value.
-#[cfg(not(loom))]
-pub(crate) fn arc_into_inner<T>(arc: Arc<T>) -> Option<T> {
-    Arc::into_inner(arc)
-}
-
-/// loom's `Arc` has no `into_inner`; `try_unwrap` and dropping on failure
-/// frees the value exactly once too (if the other holder let go meanwhile,
-/// its drop or ours frees it).
-#[cfg(loom)]
-pub(crate) fn arc_into_inner<T>(arc: Arc<T>) -> Option<T> {
-    Arc::try_unwrap(arc).ok()
-}

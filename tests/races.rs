@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
@@ -316,5 +317,37 @@ fn drop_parent_and_only_child_concurrently_drains_the_grandparent() {
         );
         root.cancel();
         assert!(root.is_turn());
+    }
+}
+
+#[test]
+fn drop_owner_the_moment_its_turn_comes_while_the_last_child_wakes_it() {
+    // The waking child touches the parent after giving its count back; the
+    // parent's owner may drop (and free) it at that very moment. Miri runs
+    // this to check the child holds the parent alive across the wake.
+    for _ in 0..scaled(300, 10) {
+        let parent = Phaser::new();
+        let child = parent.child().unwrap();
+        parent.cancel();
+        let start = Arc::new(Barrier::new(2));
+        let owner = {
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut turn = std::pin::pin!(parent.turn());
+                let waker = std::task::Waker::from(Arc::new(common::CountingWaker::default()));
+                let mut cx = std::task::Context::from_waker(&waker);
+                let registered = turn.as_mut().poll(&mut cx).is_pending();
+                start.wait();
+                if registered {
+                    while turn.as_mut().poll(&mut cx).is_pending() {
+                        std::hint::spin_loop();
+                    }
+                }
+                drop(parent); // frees the node at once
+            })
+        };
+        start.wait();
+        drop(child);
+        owner.join().unwrap();
     }
 }

@@ -10,7 +10,11 @@ use crate::sync::{Arc, Ordering};
 
 /// The owner of `node` is done: cancel the subtree, mark the node, and drain
 /// it (and the ancestors that waited only for it) if it has no live child.
-pub(crate) fn release_owner(node: &Arc<Node>, panicked: bool) {
+///
+/// Returns `true` if the node drained here: the caller still owns its
+/// reference and releases it. `false` hands the caller's reference over to
+/// the node (invariant #6), so the caller must not touch it again.
+pub(crate) fn release_owner(node: &Node, panicked: bool) -> bool {
     let mut done = state::OWNER_DONE;
     if panicked {
         done |= state::PANICKED;
@@ -18,15 +22,14 @@ pub(crate) fn release_owner(node: &Arc<Node>, panicked: bool) {
     // A node without children (the common case: a request, a leaf task) is
     // cancelled, marked done and drained by one compare-and-swap.
     let prev = super::cancel_subtree_and(node, done);
-    let drained = if state::live_children(prev) == 0 {
-        true
-    } else {
+    if state::live_children(prev) != 0 {
         let prev = node.state.fetch_or(done, Ordering::AcqRel);
-        state::live_children(prev) == 0
-    };
-    if drained {
-        drain_cascade(node);
+        if state::live_children(prev) != 0 {
+            return false; // the last child to drain will drain this node
+        }
     }
+    drain_cascade(node);
+    true
 }
 
 /// `first` has just become Drained: walk up, one drained node at a time.
@@ -38,30 +41,61 @@ fn drain_cascade(first: &Node) {
 }
 
 /// `node` has just become Drained: unlink it from its parent and give the
-/// parent its count back. Returns the parent if that drained it too.
-///
-/// `node` holds an `Arc` of its parent, and our caller keeps `node` alive, so
-/// the parent is alive throughout; a reference of our own is only taken when
-/// the cascade goes on to the parent.
+/// parent its count back. Returns the parent if that drained it too, with
+/// the parent's reference to itself (invariant #6), to be released once the
+/// cascade has gone past it.
 fn drain_step(node: &Node) -> Option<Arc<Node>> {
-    let parent = node.parent.as_ref()?; // a root: nobody to tell
-                                        // Unlink before the count drops (invariant #3): once the parent sees its
-                                        // count fall, it holds nothing of this child.
+    if node.parent.is_null() {
+        return None; // a root: nobody to tell
+    }
+    // SAFETY: `node` was un-drained until our caller's RMW and is still
+    // linked under its parent, so the parent is alive (invariant #6).
+    let parent = unsafe { &*node.parent };
+    // Unlink before the count drops (invariant #3): once the parent sees its
+    // count fall, it holds nothing of this child.
     links::unlink(parent, node);
-    let prev = parent.state.fetch_sub(state::ONE_CHILD, Ordering::AcqRel);
-    debug_assert!(
-        state::live_children(prev) > 0,
-        "phaseout: inconsistent state: a child drained from a parent that counted none"
-    );
-    if state::live_children(prev) != 1 {
-        return None; // siblings are still live
+    let mut current = parent.load();
+    loop {
+        debug_assert!(
+            state::live_children(current) > 0,
+            "phaseout: inconsistent state: a child drained from a parent that counted none"
+        );
+        let last = state::live_children(current) == 1;
+        // After the decrement a turned parent may drain and be freed at any
+        // moment, so if this decrement gives a turn that someone waits for,
+        // hold a reference across the wake. Rare: only the last child of a
+        // cancelled parent with waiters pays for it.
+        let wakes_turn = last
+            && current & (state::CANCELLED | state::HAS_WAITERS | state::OWNER_DONE)
+                == state::CANCELLED | state::HAS_WAITERS;
+        let keep_alive = wakes_turn.then(|| {
+            // SAFETY: the parent is alive (above) and `node.parent` came from
+            // `Arc::as_ptr`; `ManuallyDrop` borrows a count, `clone` makes ours.
+            Arc::clone(&core::mem::ManuallyDrop::new(unsafe { Arc::from_raw(node.parent) }))
+        });
+        match parent.state.compare_exchange_weak(
+            current,
+            current - state::ONE_CHILD,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(prev) => {
+                if !last {
+                    return None; // siblings are still live
+                }
+                if prev & state::OWNER_DONE != 0 {
+                    // The parent was only waiting for this child: it drained,
+                    // and its reference to itself is ours now.
+                    // SAFETY: the node owns one count since its owner left
+                    // (invariant #6), and only the draining thread takes it.
+                    return Some(unsafe { Arc::from_raw(node.parent) });
+                }
+                if let Some(parent) = keep_alive {
+                    parent.wake_waiters(prev); // the parent's turn
+                }
+                return None;
+            }
+            Err(actual) => current = actual,
+        }
     }
-    if prev & state::OWNER_DONE != 0 {
-        return Some(parent.clone()); // the parent was only waiting for this child
-    }
-    // The last child is gone: if the parent is cancelled, this is its turn.
-    if state::is_cancelled(prev) {
-        parent.wake_waiters(prev);
-    }
-    None
 }

@@ -1,9 +1,10 @@
 //! The lock-free tree node behind every `Phaser` and `Token`.
 //!
-//! A [`Node`] is shared (through an `Arc`) by its owning `Phaser`, by any
-//! tokens and futures, by its parent's child list and by its own children's
-//! `parent` pointers. Its whole life is recorded in one atomic word (see
-//! [`state`]); the child links are the only thing behind a lock.
+//! A [`Node`] is shared (through an `Arc`) by its owning `Phaser` and by any
+//! tokens and futures. Its parent's child list and its children's `parent`
+//! pointers are plain pointers (invariant #6 says why they stay valid). Its
+//! whole life is recorded in one atomic word (see [`state`]); the child links
+//! are the only thing behind a lock.
 //!
 //! # Invariants
 //!
@@ -26,9 +27,18 @@
 //!    same word, so one of them reads the other's write: either the waiter
 //!    sees the change, or the notifier sees the waiter (and its listener,
 //!    through the release/acquire pair). No wake-up is lost.
-//! 5. **No recursion over the tree.** Cancel, the drain cascade, reports and
-//!    the final `Drop` of a chain walk with loops and explicit stacks, so a
+//! 5. **No recursion over the tree.** Cancel, the drain cascade and reports
+//!    walk with loops and explicit stacks, and no node owns another, so a
 //!    million-deep chain needs no more stack than a single node.
+//! 6. **An un-drained node is alive, and owns itself once its owner is
+//!    done.** While the `Phaser` lives, its `Arc` keeps the node. When the
+//!    `Phaser` is dropped with children still live, it leaves its reference
+//!    to the node itself; the thread whose RMW drains the node takes that
+//!    reference back (`Arc::from_raw`) and releases it after the cascade.
+//!    So a child's `parent` pointer and a parent's list pointers are valid
+//!    for as long as the child is linked, without a reference count of their
+//!    own; the only place a drained child touches its parent *after* giving
+//!    its count back (to wake the parent's turn) takes a reference first.
 //!
 //! # Memory ordering
 //!
@@ -73,9 +83,9 @@ pub(crate) struct Node {
     event: Event,
     /// Set once at creation; shown in reports and errors.
     label: Option<Label>,
-    /// The node this one depends on. Only read by the drain cascade, and
-    /// taken (iteratively) when the node is freed.
-    parent: Option<Arc<Node>>,
+    /// The node this one depends on, from `Arc::as_ptr`. Valid until this
+    /// node drains (invariant #6); only the drain cascade reads it.
+    parent: *const Node,
     /// This node's children, guarded by this node's lock.
     children: Lock<ChildList>,
     /// This node's place in its parent's child list, guarded by the
@@ -94,7 +104,7 @@ unsafe impl Sync for Node {}
 
 impl Node {
     /// A new Live node with no children.
-    pub(crate) fn new(label: Option<Label>, parent: Option<Arc<Node>>) -> Self {
+    pub(crate) fn new(label: Option<Label>, parent: *const Node) -> Self {
         Self {
             state: AtomicUsize::new(0),
             event: Event::new(),
@@ -248,7 +258,7 @@ impl Node {
 /// nothing is allocated).
 pub(crate) fn new_child(parent: &Arc<Node>, label: Option<Label>) -> Option<Arc<Node>> {
     parent.reserve_child().ok()?;
-    let child = Arc::new(Node::new(label, Some(parent.clone())));
+    let child = Arc::new(Node::new(label, Arc::as_ptr(parent)));
     links::link(parent, &child);
     Some(child)
 }
@@ -259,14 +269,5 @@ impl Drop for Node {
             self.children.with(|list| list.is_empty()),
             "phaseout: a node was freed while children were still linked to it"
         );
-        // Free the chain of parents that only we kept alive with a loop, not
-        // with nested drops: a million-deep chain must not overflow the stack
-        // (invariant #5).
-        let mut next = self.parent.take();
-        while let Some(parent) = next {
-            // If ours was the last reference, take the parent's own parent
-            // out before it goes, so its `drop` has nothing to recurse into.
-            next = crate::sync::arc_into_inner(parent).and_then(|mut node| node.parent.take());
-        }
     }
 }
