@@ -126,3 +126,19 @@ fn token_vs_drain() {
         assert_eq!(root.live_children(), 0);
     });
 }
+
+/// 7. The last child wakes its parent's turn while the parent's owner, seeing
+///    the turn, drops (and frees) the parent: the child must hold the parent
+///    alive across the wake.
+#[test]
+fn last_child_wakes_turn_vs_owner_dropping_at_turn() {
+    loom::model(|| {
+        let parent = Phaser::new();
+        let child = parent.child().unwrap();
+        parent.cancel();
+        let dropper = thread::spawn(move || drop(child));
+        block_on(parent.turn());
+        drop(parent);
+        dropper.join().unwrap();
+    });
+}
