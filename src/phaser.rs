@@ -79,13 +79,12 @@ impl Phaser {
     /// # Errors
     ///
     /// [`ShutdownStarted`] once this node is cancelling (by its own
-    /// `cancel()` or an ancestor's); then no node is created. A child created
-    /// while a cancel is in flight is returned already cancelled.
+    /// `cancel()` or an ancestor's); then no node is created.
     ///
     /// # Panics
     ///
     /// If this node already has the most live children its state word can
-    /// count: 2^59 − 1 on 64-bit targets, 2^27 − 1 (134,217,727) on 32-bit
+    /// count: 2^58 − 1 on 64-bit targets, 2^26 − 1 (67,108,863) on 32-bit
     /// ones. That many nodes do not fit in the address space, so a working
     /// program never gets there; the count never wraps silently.
     ///

@@ -1,4 +1,4 @@
-//! The one place that chooses the atomics, the `Arc` and the short lock.
+//! The one place that chooses the atomics, the `Arc` and the spin hint.
 //!
 //! Everything else imports them from here, so that one switch changes the
 //! whole crate:
@@ -7,67 +7,40 @@
 //! * feature `portable-atomic` takes both from `portable-atomic(-util)`, for
 //!   targets without compare-and-swap;
 //! * `--cfg loom` swaps in loom's types so the model checker sees every
-//!   atomic access and every lock.
+//!   atomic access (and a spinning thread yields to it).
+
+#[cfg(all(not(loom), not(feature = "portable-atomic")))]
+pub(crate) use alloc::sync::Arc;
+#[cfg(all(not(loom), not(feature = "portable-atomic")))]
+pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
+
+#[cfg(all(not(loom), feature = "portable-atomic"))]
+pub(crate) use portable_atomic::{AtomicUsize, Ordering};
+#[cfg(all(not(loom), feature = "portable-atomic"))]
+pub(crate) use portable_atomic_util::Arc;
 
 #[cfg(not(loom))]
-mod imp {
-    #[cfg(not(feature = "portable-atomic"))]
-    pub(crate) use alloc::sync::Arc;
-    #[cfg(not(feature = "portable-atomic"))]
-    pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
-    #[cfg(feature = "portable-atomic")]
-    pub(crate) use portable_atomic::{AtomicUsize, Ordering};
-    #[cfg(feature = "portable-atomic")]
-    pub(crate) use portable_atomic_util::Arc;
-
-    /// A short lock around the child links of one node.
-    ///
-    /// It is only ever held for a handful of pointer writes (or, while a
-    /// cancel walk or a report reads the children, one pass over them), never
-    /// across user code or a wake-up. With feature `critical-section` it is
-    /// taken inside a critical section, so an interrupt handler that cancels
-    /// cannot spin forever on a lock held by the code it interrupted.
-    pub(crate) struct Lock<T>(spin::Mutex<T>);
-
-    impl<T> Lock<T> {
-        pub(crate) const fn new(value: T) -> Self {
-            Self(spin::Mutex::new(value))
-        }
-
-        /// Runs `f` with the lock held.
-        #[inline]
-        pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-            #[cfg(feature = "critical-section")]
-            {
-                critical_section::with(|_| f(&mut self.0.lock()))
-            }
-            #[cfg(not(feature = "critical-section"))]
-            {
-                f(&mut self.0.lock())
-            }
-        }
-    }
-}
+pub(crate) use core::hint::spin_loop;
 
 #[cfg(loom)]
-mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
-    pub(crate) use loom::sync::Arc;
+pub(crate) use loom::hint::spin_loop;
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
 
-    /// loom's mutex behind the same interface as the real lock.
-    pub(crate) struct Lock<T>(loom::sync::Mutex<T>);
-
-    impl<T> Lock<T> {
-        pub(crate) fn new(value: T) -> Self {
-            Self(loom::sync::Mutex::new(value))
-        }
-
-        pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-            // A poisoned lock means a panic inside `f`, which is a bug loom
-            // should report, not hide.
-            f(&mut self.0.lock().expect("child-link lock poisoned"))
-        }
+/// Runs `f` so that no interrupt handler can run on this core meanwhile
+/// (with feature `critical-section`), or plainly. Used around the child-list
+/// lock: a handler that cancels must never spin on a lock held by the code
+/// it interrupted.
+#[inline]
+pub(crate) fn interrupt_free<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(feature = "critical-section")]
+    {
+        critical_section::with(|_| f())
+    }
+    #[cfg(not(feature = "critical-section"))]
+    {
+        f()
     }
 }
-
-pub(crate) use imp::*;

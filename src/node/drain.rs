@@ -6,7 +6,9 @@
 //! and so on up: a loop, not a recursion (invariant #5).
 
 use super::{links, state, Node};
-use crate::sync::{Arc, Ordering};
+use core::mem::ManuallyDrop;
+
+use crate::sync::Arc;
 
 /// The owner of `node` is done: cancel the subtree, mark the node, and drain
 /// it (and the ancestors that waited only for it) if it has no live child.
@@ -23,7 +25,7 @@ pub(crate) fn release_owner(node: &Node, panicked: bool) -> bool {
     // cancelled, marked done and drained by one compare-and-swap.
     let prev = super::cancel_subtree_and(node, done);
     if state::live_children(prev) != 0 {
-        let prev = node.state.fetch_or(done, Ordering::AcqRel);
+        let prev = node.set(done);
         if state::live_children(prev) != 0 {
             return false; // the last child to drain will drain this node
         }
@@ -41,9 +43,9 @@ fn drain_cascade(first: &Node) {
 }
 
 /// `node` has just become Drained: unlink it from its parent and give the
-/// parent its count back. Returns the parent if that drained it too, with
-/// the parent's reference to itself (invariant #6), to be released once the
-/// cascade has gone past it.
+/// parent its count back, in one step under the parent's lock. Returns the
+/// parent if that drained it too, with the parent's reference to itself
+/// (invariant #6), to be released once the cascade has gone past it.
 fn drain_step(node: &Node) -> Option<Arc<Node>> {
     if node.parent.is_null() {
         return None; // a root: nobody to tell
@@ -51,51 +53,38 @@ fn drain_step(node: &Node) -> Option<Arc<Node>> {
     // SAFETY: `node` was un-drained until our caller's RMW and is still
     // linked under its parent, so the parent is alive (invariant #6).
     let parent = unsafe { &*node.parent };
-    // Unlink before the count drops (invariant #3): once the parent sees its
-    // count fall, it holds nothing of this child.
-    links::unlink(parent, node);
-    let mut current = parent.load();
-    loop {
+    let (prev, keep_alive) = parent.with_children(|list, current| {
         debug_assert!(
             state::live_children(current) > 0,
             "phaseout: inconsistent state: a child drained from a parent that counted none"
         );
-        let last = state::live_children(current) == 1;
-        // After the decrement a turned parent may drain and be freed at any
-        // moment, so if this decrement gives a turn that someone waits for,
-        // hold a reference across the wake. Rare: only the last child of a
+        links::unlink(list, node);
+        // Once the count drops, a turned parent may drain and be freed at
+        // any moment; if this gives a turn that someone waits for, hold a
+        // reference across the wake. Rare: only the last child of a
         // cancelled parent with waiters pays for it.
-        let wakes_turn = last
+        let wakes_turn = state::live_children(current) == 1
             && current & (state::CANCELLED | state::HAS_WAITERS | state::OWNER_DONE)
                 == state::CANCELLED | state::HAS_WAITERS;
         let keep_alive = wakes_turn.then(|| {
             // SAFETY: the parent is alive (above) and `node.parent` came from
             // `Arc::as_ptr`; `ManuallyDrop` borrows a count, `clone` makes ours.
-            Arc::clone(&core::mem::ManuallyDrop::new(unsafe { Arc::from_raw(node.parent) }))
+            Arc::clone(&ManuallyDrop::new(unsafe { Arc::from_raw(node.parent) }))
         });
-        match parent.state.compare_exchange_weak(
-            current,
-            current - state::ONE_CHILD,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(prev) => {
-                if !last {
-                    return None; // siblings are still live
-                }
-                if prev & state::OWNER_DONE != 0 {
-                    // The parent was only waiting for this child: it drained,
-                    // and its reference to itself is ours now.
-                    // SAFETY: the node owns one count since its owner left
-                    // (invariant #6), and only the draining thread takes it.
-                    return Some(unsafe { Arc::from_raw(node.parent) });
-                }
-                if let Some(parent) = keep_alive {
-                    parent.wake_waiters(prev); // the parent's turn
-                }
-                return None;
-            }
-            Err(actual) => current = actual,
-        }
+        (current - state::ONE_CHILD, (current, keep_alive))
+    });
+    if state::live_children(prev) != 1 {
+        return None; // siblings are still live
     }
+    if prev & state::OWNER_DONE != 0 {
+        // The parent was only waiting for this child: it drained, and its
+        // reference to itself is ours now.
+        // SAFETY: the node owns one count since its owner left (invariant
+        // #6), and only the thread that drains it takes that count.
+        return Some(unsafe { Arc::from_raw(node.parent) });
+    }
+    if let Some(parent) = keep_alive {
+        parent.wake_waiters(prev); // the parent's turn
+    }
+    None
 }

@@ -18,10 +18,10 @@
 use core::mem::ManuallyDrop;
 use core::ptr;
 
-use super::{state, Node};
-use crate::sync::{Arc, Ordering};
+use super::Node;
+use crate::sync::Arc;
 
-/// The head of a node's child list. Guarded by that node's lock.
+/// The head of a node's child list. Guarded by that node's `LOCKED` bit.
 pub(crate) struct ChildList {
     head: *const Node,
 }
@@ -36,7 +36,8 @@ impl ChildList {
     }
 }
 
-/// A node's neighbours in its parent's list. Guarded by the parent's lock.
+/// A node's neighbours in its parent's list. Guarded by the parent's
+/// `LOCKED` bit.
 pub(crate) struct Siblings {
     prev: *const Node,
     next: *const Node,
@@ -51,59 +52,46 @@ impl Siblings {
     }
 }
 
-/// Links the freshly created `child` at the front of `parent`'s list.
-///
-/// Under the parent's lock it re-checks the parent's `CANCELLED` flag: a
-/// cancel walk that read the list before this link cannot have seen the
-/// child, so the child is marked cancelled here (invariant #2). The child is
-/// not shared yet, so nobody waits on it and a plain RMW is enough.
-pub(super) fn link(parent: &Node, child: &Arc<Node>) {
+/// Links `child` at the front of `list`. The caller holds the lock of the
+/// list's node, which also guards every linked child's `siblings`.
+pub(super) fn push_front(list: &mut ChildList, child: &Arc<Node>) {
     let raw = Arc::as_ptr(child);
-    parent.children.with(|list| {
-        // SAFETY: we hold `parent`'s lock, which guards `list` and the
-        // `siblings` of every node in it; `raw` is not in any list yet and
-        // `list.head`, if not null, is a live child (see the module doc).
-        unsafe {
-            (*child.siblings.get()).next = list.head;
-            if let Some(old_head) = list.head.as_ref() {
-                (*old_head.siblings.get()).prev = raw;
-            }
+    // SAFETY: the caller holds the lock guarding `list` and the `siblings`
+    // of every node in it; `child` is in no list yet, and `list.head`, if
+    // not null, is a live child (see the module doc).
+    unsafe {
+        (*child.siblings.get()).next = list.head;
+        if let Some(old_head) = list.head.as_ref() {
+            (*old_head.siblings.get()).prev = raw;
         }
-        list.head = raw;
-        if state::is_cancelled(parent.state.load(Ordering::Acquire)) {
-            child.state.fetch_or(
-                state::CANCELLED | state::SUBTREE_CANCELLED,
-                Ordering::AcqRel,
-            );
-        }
-    });
+    }
+    list.head = raw;
 }
 
-/// Removes the drained `child` from `parent`'s list.
-pub(super) fn unlink(parent: &Node, child: &Node) {
-    parent.children.with(|list| {
-        // SAFETY: we hold `parent`'s lock, which guards `list` and the
-        // `siblings` of `child` and of its neighbours; all of them are linked,
-        // so alive (module doc), and `child` is kept alive by our caller.
-        unsafe {
-            let siblings = &mut *child.siblings.get();
-            match siblings.prev.as_ref() {
-                None => list.head = siblings.next,
-                Some(prev) => (*prev.siblings.get()).next = siblings.next,
-            }
-            if let Some(next) = siblings.next.as_ref() {
-                (*next.siblings.get()).prev = siblings.prev;
-            }
-            *siblings = Siblings::new();
+/// Removes `child` from `list`. The caller holds the lock of the list's
+/// node and keeps `child` alive.
+pub(super) fn unlink(list: &mut ChildList, child: &Node) {
+    // SAFETY: the caller holds the lock guarding `list` and the `siblings`
+    // of `child` and of its neighbours; all of them are linked, so alive
+    // (module doc).
+    unsafe {
+        let siblings = &mut *child.siblings.get();
+        match siblings.prev.as_ref() {
+            None => list.head = siblings.next,
+            Some(prev) => (*prev.siblings.get()).next = siblings.next,
         }
-    });
+        if let Some(next) = siblings.next.as_ref() {
+            (*next.siblings.get()).prev = siblings.prev;
+        }
+        *siblings = Siblings::new();
+    }
 }
 
 /// Calls `visit` with a new reference to each child of `node`, newest first,
 /// with `node`'s lock held. `visit` must be short (it runs under the lock)
-/// and must not touch `node`'s links.
+/// and must not touch `node`.
 pub(crate) fn for_each_child(node: &Node, mut visit: impl FnMut(Arc<Node>)) {
-    node.children.with(|list| {
+    node.with_children(|list, unlocked| {
         let mut cursor = list.head;
         while !cursor.is_null() {
             // SAFETY: `cursor` is linked in `node`'s list, whose lock we hold,
@@ -115,5 +103,6 @@ pub(crate) fn for_each_child(node: &Node, mut visit: impl FnMut(Arc<Node>)) {
             cursor = unsafe { (*child.siblings.get()).next };
             visit(Arc::clone(&child));
         }
+        (unlocked, ())
     });
 }

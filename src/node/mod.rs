@@ -3,23 +3,23 @@
 //! A [`Node`] is shared (through an `Arc`) by its owning `Phaser` and by any
 //! tokens and futures. Its parent's child list and its children's `parent`
 //! pointers are plain pointers (invariant #6 says why they stay valid). Its
-//! whole life is recorded in one atomic word (see [`state`]); the child links
-//! are the only thing behind a lock.
+//! whole life is recorded in one atomic word (see [`state`]); a bit of that
+//! word is also the lock of its child list.
 //!
 //! # Invariants
 //!
-//! 1. **A counted child is reachable or about to be.** `child()` adds one to
-//!    the parent's live-child count *before* it links the child, and only if
-//!    the parent is not cancelled (one CAS). So the parent's turn cannot come
-//!    while a child is being created, and a cancelled parent never gains one.
-//! 2. **Linking re-checks under the parent's lock.** The cancel walk sets
-//!    `CANCELLED` on a node *before* it takes that node's lock to read its
-//!    children. A child linked after the walk read the list therefore sees
-//!    `CANCELLED` under the same lock and cancels itself. No child escapes a
-//!    cancel.
+//! 1. **The count is the list's length.** The live-child count changes only
+//!    under the lock, together with the list: `+1` as a child is linked,
+//!    `-1` as a drained child is unlinked. So a parent's turn (cancelled,
+//!    count 0) means every child has drained and none is being created.
+//! 2. **Counting and linking are one step.** `child()` checks `CANCELLED`,
+//!    counts the child and links it while holding the parent's lock; the
+//!    cancel walk sets `CANCELLED` (which waits for that lock) before it
+//!    takes the lock to read the children. So a walk either sees the child or
+//!    `child()` saw `CANCELLED` and refused. No child escapes a cancel.
 //! 3. **A drained child is unlinked at once**, by the thread whose
-//!    read-modify-write made it drained, before the parent's count drops. The
-//!    parent then holds nothing of it.
+//!    read-modify-write made it drained, in the same locked step that drops
+//!    the parent's count. The parent then holds nothing of it.
 //! 4. **Waiters register, then announce.** A waiter first inserts its
 //!    listener, then sets `HAS_WAITERS` with a read-modify-write and checks the
 //!    value it read. A notifier changes the state with a read-modify-write and
@@ -57,6 +57,7 @@ pub(crate) mod state;
 mod walk;
 
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
 use core::cell::UnsafeCell;
 use core::future::Future;
 use core::pin::Pin;
@@ -68,38 +69,41 @@ pub(crate) use self::drain::release_owner;
 pub(crate) use self::links::for_each_child;
 use self::links::{ChildList, Siblings};
 pub(crate) use self::walk::{cancel_subtree, cancel_subtree_and};
-use crate::sync::{Arc, AtomicUsize, Lock, Ordering};
+use crate::sync::{spin_loop, Arc, AtomicUsize, Ordering};
 
 /// A node's label: free for `&'static str`, owned otherwise.
 pub(crate) type Label = Cow<'static, str>;
 
 /// One node of the shutdown tree.
 pub(crate) struct Node {
-    /// The packed state word; see [`state`].
+    /// The packed state word; see [`state`]. Its `LOCKED` bit guards
+    /// `children` and the `siblings` of every child.
     state: AtomicUsize,
     /// Woken when the node becomes cancelled and when it gets its turn.
     /// One event for both keeps the node small; a `turn()` waiter woken by
     /// the cancel simply re-checks and waits again.
     event: Event,
-    /// Set once at creation; shown in reports and errors.
-    label: Option<Label>,
+    /// Set once at creation; shown in reports and errors. Boxed so an
+    /// unlabeled node pays one word for it.
+    label: Option<Box<Label>>,
     /// The node this one depends on, from `Arc::as_ptr`. Valid until this
     /// node drains (invariant #6); only the drain cascade reads it.
     parent: *const Node,
-    /// This node's children, guarded by this node's lock.
-    children: Lock<ChildList>,
-    /// This node's place in its parent's child list, guarded by the
-    /// *parent's* lock.
+    /// This node's children; guarded by this node's `LOCKED` bit.
+    children: UnsafeCell<ChildList>,
+    /// This node's place in its parent's child list; guarded by the
+    /// *parent's* `LOCKED` bit.
     siblings: UnsafeCell<Siblings>,
 }
 
 // SAFETY: the only non-thread-safe fields are the raw pointers of the child
-// list and `siblings`. They are only read or written with the lock that owns
-// them held (the node's own lock for `children`, the parent's lock for
-// `siblings`), and every pointer in them is a strong reference counted by the
-// list, so the pointee outlives its use.
+// list, `siblings` and `parent`. The list and the siblings are only read or
+// written with the `LOCKED` bit that owns them held (the node's own for
+// `children`, the parent's for `siblings`); `parent` is written once before
+// the node is shared. Every pointer in them points to a node that is alive
+// while it is reachable there (invariant #6).
 unsafe impl Send for Node {}
-// SAFETY: as above; shared access goes through atomics or the locks.
+// SAFETY: as above; shared access goes through the state word.
 unsafe impl Sync for Node {}
 
 impl Node {
@@ -108,9 +112,9 @@ impl Node {
         Self {
             state: AtomicUsize::new(0),
             event: Event::new(),
-            label,
+            label: label.map(Box::new),
             parent,
-            children: Lock::new(ChildList::new()),
+            children: UnsafeCell::new(ChildList::new()),
             siblings: UnsafeCell::new(Siblings::new()),
         }
     }
@@ -122,27 +126,30 @@ impl Node {
     }
 
     pub(crate) fn label(&self) -> Option<&str> {
-        self.label.as_deref()
+        self.label.as_deref().map(|label| &**label)
     }
 
     pub(crate) fn label_cow(&self) -> Option<Label> {
-        self.label.clone()
+        self.label.as_deref().cloned()
     }
 
-    /// Sets `CANCELLED` and wakes the waiters if it was not set. If the node
-    /// has no child, that is its whole subtree: `SUBTREE_CANCELLED` and
-    /// `if_childless` are set in the same RMW (no child can appear once it is
-    /// cancelled, and a child being created is already counted). Returns the
-    /// state before.
-    fn mark_cancelled(&self, if_childless: usize) -> usize {
+    /// Changes the state word with `change` (given the current value, it
+    /// returns the new one, or `None` to leave it) as one compare-and-swap,
+    /// waiting while the child-list lock is held. Returns the value before.
+    #[inline]
+    fn update(&self, mut change: impl FnMut(usize) -> Option<usize>) -> usize {
         let mut current = self.state.load(Ordering::Acquire);
         loop {
-            let mut next = current | state::CANCELLED;
-            if state::live_children(current) == 0 {
-                next |= state::SUBTREE_CANCELLED | if_childless;
+            if current & state::LOCKED != 0 {
+                spin_loop();
+                current = self.state.load(Ordering::Acquire);
+                continue;
             }
+            let Some(next) = change(current) else {
+                return current;
+            };
             if next == current {
-                return current; // nothing to change: one load
+                return current; // nothing to change: no write at all
             }
             match self.state.compare_exchange_weak(
                 current,
@@ -150,17 +157,56 @@ impl Node {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(prev) => {
-                    if !state::is_cancelled(prev) {
-                        // This RMW may also have given the turn (no child):
-                        // one wake serves `cancelled()` and `turn()` waiters.
-                        self.wake_waiters(prev);
-                    }
-                    return prev;
-                }
+                Ok(prev) => return prev,
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Holds the child-list lock (the `LOCKED` bit) while `f` reads or
+    /// changes the list. `f` gets the state word without `LOCKED` and returns
+    /// the word to store when it is done: nobody else writes the word while
+    /// it is locked (they wait in [`update`](Self::update)), so one plain
+    /// store both applies `f`'s change and unlocks.
+    fn with_children<R>(&self, f: impl FnOnce(&mut ChildList, usize) -> (usize, R)) -> R {
+        crate::sync::interrupt_free(|| {
+            let unlocked = self.update(|current| Some(current | state::LOCKED));
+            // SAFETY: we set `LOCKED`, so we are the only thread with access
+            // to the list until the store below.
+            let list = unsafe { &mut *self.children.get() };
+            let (next, result) = f(list, unlocked);
+            debug_assert!(
+                next & state::LOCKED == 0,
+                "phaseout: a lock holder stored LOCKED"
+            );
+            self.state.store(next, Ordering::Release);
+            result
+        })
+    }
+
+    /// Sets `CANCELLED` and wakes the waiters if it was not set. If the node
+    /// has no child, that is its whole subtree: `SUBTREE_CANCELLED` and
+    /// `if_childless` are set in the same RMW (no child can appear once it is
+    /// cancelled). Returns the state before.
+    fn mark_cancelled(&self, if_childless: usize) -> usize {
+        let prev = self.update(|current| {
+            let mut next = current | state::CANCELLED;
+            if state::live_children(current) == 0 {
+                next |= state::SUBTREE_CANCELLED | if_childless;
+            }
+            Some(next)
+        });
+        if !state::is_cancelled(prev) {
+            // This RMW may also have given the turn (no child): one wake
+            // serves `cancelled()` and `turn()` waiters.
+            self.wake_waiters(prev);
+        }
+        prev
+    }
+
+    /// Sets `flags`; returns the state before.
+    fn set(&self, flags: usize) -> usize {
+        self.update(|current| Some(current | flags))
     }
 
     /// Wakes every waiter if `prev` (the value the caller's RMW read) says
@@ -168,8 +214,8 @@ impl Node {
     #[inline]
     fn wake_waiters(&self, prev: usize) {
         if prev & state::HAS_WAITERS != 0 {
-            // Relaxed is enough: the caller's AcqRel RMW read the waiter's
-            // `HAS_WAITERS` RMW (or a later one), so the waiter's listener
+            // Relaxed is enough: the caller's RMW read the waiter's
+            // `HAS_WAITERS` RMW (or a later value), so the waiter's listener
             // insertion happens-before this call.
             self.event.notify_relaxed(usize::MAX);
         }
@@ -194,17 +240,11 @@ impl Node {
             }
             // Register first, then announce and re-check (invariant #4).
             let registered = self.event.listen();
-            if ready(self.announce_waiter()) {
+            if ready(self.set(state::HAS_WAITERS)) {
                 return Poll::Ready(());
             }
             *listener = Some(registered);
         }
-    }
-
-    /// Sets `HAS_WAITERS` and returns the state it read.
-    #[inline]
-    fn announce_waiter(&self) -> usize {
-        self.state.fetch_or(state::HAS_WAITERS, Ordering::AcqRel)
     }
 
     /// Blocks the thread until `ready(state)` holds or `deadline` passes.
@@ -221,7 +261,7 @@ impl Node {
                 return true;
             }
             let registered = self.event.listen();
-            if ready(self.announce_waiter()) {
+            if ready(self.set(state::HAS_WAITERS)) {
                 return true;
             }
             match deadline {
@@ -234,39 +274,33 @@ impl Node {
             }
         }
     }
-
-    /// Reserves a slot for a new child: `Err(())` if this node is cancelled.
-    /// Invariant #1.
-    fn reserve_child(&self) -> Result<(), ()> {
-        let mut current = self.state.load(Ordering::Relaxed);
-        loop {
-            let next = state::with_one_more_child(current).ok_or(())?;
-            match self.state.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok(()),
-                Err(actual) => current = actual,
-            }
-        }
-    }
 }
 
-/// Creates a child of `parent`, or `None` if `parent` is cancelled (then
-/// nothing is allocated).
+/// Creates a child of `parent`, or `None` if `parent` is cancelled.
+///
+/// Counting and linking the child happen under the parent's lock, so a
+/// cancel walk either sees the child or made `child()` refuse (invariant #2).
 pub(crate) fn new_child(parent: &Arc<Node>, label: Option<Label>) -> Option<Arc<Node>> {
-    parent.reserve_child().ok()?;
+    if state::is_cancelled(parent.load()) {
+        return None; // refused without allocating
+    }
     let child = Arc::new(Node::new(label, Arc::as_ptr(parent)));
-    links::link(parent, &child);
-    Some(child)
+    let linked = parent.with_children(|list, current| match state::with_one_more_child(current) {
+        None => (current, false),
+        Some(next) => {
+            links::push_front(list, &child);
+            (next, true)
+        }
+    });
+    // Cancelled between the first look and the lock: the unshared child is
+    // simply freed again, and no node ever existed in the tree.
+    linked.then_some(child)
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         debug_assert!(
-            self.children.with(|list| list.is_empty()),
+            self.children.get_mut().is_empty(),
             "phaseout: a node was freed while children were still linked to it"
         );
     }

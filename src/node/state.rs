@@ -5,12 +5,20 @@
 //!
 //! | bits            | name                | set by                                    | cleared |
 //! | --------------- | ------------------- | ----------------------------------------- | ------- |
-//! | 0               | `CANCELLED`         | the cancel walk (or `child()` linking a child under a parent that was cancelled meanwhile) | never |
+//! | 0               | `CANCELLED`         | the cancel walk                           | never |
 //! | 1               | `SUBTREE_CANCELLED` | the cancel walk, after every descendant has `CANCELLED` | never |
 //! | 2               | `OWNER_DONE`        | the owning `Phaser`'s `Drop`              | never |
 //! | 3               | `PANICKED`          | the owning `Phaser`'s `Drop`, while its thread panics | never |
 //! | 4               | `HAS_WAITERS`       | a waiter, *after* it registered its listener | never |
-//! | 5 ..= usize::BITS-1 | live-child count | `+1` by `child()` before it links a child, `-1` when that child drains | — |
+//! | 5               | `LOCKED`            | whoever reads or changes the child list   | by the same thread, with the store that ends its change |
+//! | 6 ..= usize::BITS-1 | live-child count | `+1` by `child()` as it links a child, `-1` as a drained child unlinks | — |
+//!
+//! `LOCKED` makes the word its own lock for the child list: every other
+//! write to the word is a compare-and-swap that waits while `LOCKED` is set,
+//! so the lock holder can end its critical section with a plain store of the
+//! final value. That lets `child()` count and link a child with one RMW and
+//! one store, and a drained child unlink and give its count back the same
+//! way.
 //!
 //! Derived states (none of them needs a bit of its own):
 //!
@@ -35,12 +43,14 @@ pub(crate) const PANICKED: usize = 1 << 3;
 /// Some task registered a listener on this node's event; notifiers may skip
 /// `Event::notify` (which allocates the event's list) while this is clear.
 pub(crate) const HAS_WAITERS: usize = 1 << 4;
+/// The child list is being read or changed; see the module doc.
+pub(crate) const LOCKED: usize = 1 << 5;
 /// How far the live-child count is shifted.
-const COUNT_SHIFT: u32 = 5;
+const COUNT_SHIFT: u32 = 6;
 /// One live child, in the units of the state word.
 pub(crate) const ONE_CHILD: usize = 1 << COUNT_SHIFT;
 /// The largest number of live children one node can have:
-/// 2^59 − 1 on 64-bit targets, 2^27 − 1 (134,217,727) on 32-bit ones.
+/// 2^58 − 1 on 64-bit targets, 2^26 − 1 (67,108,863) on 32-bit ones.
 pub(crate) const MAX_CHILDREN: usize = usize::MAX >> COUNT_SHIFT;
 
 /// Number of live (not yet drained) children in `state`.
@@ -94,7 +104,7 @@ mod tests {
 
     #[test]
     fn flags_and_count_do_not_overlap() {
-        let flags = CANCELLED | SUBTREE_CANCELLED | OWNER_DONE | PANICKED | HAS_WAITERS;
+        let flags = CANCELLED | SUBTREE_CANCELLED | OWNER_DONE | PANICKED | HAS_WAITERS | LOCKED;
         assert_eq!(flags & ONE_CHILD, 0);
         assert_eq!(flags, ONE_CHILD - 1);
         assert_eq!(live_children(flags), 0);
@@ -140,8 +150,8 @@ mod tests {
     #[test]
     fn limit_matches_pointer_width() {
         #[cfg(target_pointer_width = "64")]
-        assert_eq!(MAX_CHILDREN, (1 << 59) - 1);
+        assert_eq!(MAX_CHILDREN, (1 << 58) - 1);
         #[cfg(target_pointer_width = "32")]
-        assert_eq!(MAX_CHILDREN, (1 << 27) - 1);
+        assert_eq!(MAX_CHILDREN, (1 << 26) - 1);
     }
 }

@@ -15,7 +15,7 @@
 use alloc::vec::Vec;
 
 use super::{for_each_child, state, Node};
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 
 enum Visit {
     /// Cancel this node and queue its children.
@@ -37,8 +37,7 @@ pub(crate) fn cancel_subtree_and(root: &Node, if_childless: usize) -> usize {
     let prev = root.mark_cancelled(if_childless);
     if prev & state::SUBTREE_CANCELLED == 0 && state::live_children(prev) > 0 {
         cancel_descendants(root);
-        root.state
-            .fetch_or(state::SUBTREE_CANCELLED, Ordering::AcqRel);
+        root.set(state::SUBTREE_CANCELLED);
     }
     prev
 }
@@ -62,8 +61,7 @@ fn cancel_descendants(root: &Node) {
                 stack.insert(below_children, Visit::Up(node));
             }
             Visit::Up(node) => {
-                node.state
-                    .fetch_or(state::SUBTREE_CANCELLED, Ordering::AcqRel);
+                node.set(state::SUBTREE_CANCELLED);
             }
         }
     }
