@@ -3,19 +3,34 @@
 //! and lock). Run with:
 //!
 //! ```sh
-//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --test loom
+//! RUSTFLAGS="--cfg loom" cargo test --release --test loom
 //! ```
+//!
+//! Each model bounds the preemptions loom explores (3, or 2 for the one
+//! with three threads, where the child-list lock's spinning makes bound 3
+//! take many minutes); `LOOM_MAX_PREEMPTIONS` overrides that for all.
 #![cfg(loom)]
 
 use loom::future::block_on;
 use loom::thread;
 use phaseout::Phaser;
 
+/// Runs `f` under loom with at most `preemptions` preemptions explored.
+fn model(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        builder.preemption_bound = Some(preemptions);
+    }
+    // The child-list lock spins, and every spin is a branch for loom.
+    builder.max_branches = 100_000;
+    builder.check(f);
+}
+
 /// 1. `cancel()` vs `child()` on the same node: refusal is atomic, and a child
 ///    that was created is cancelled once `cancel()` has returned.
 #[test]
 fn cancel_vs_child() {
-    loom::model(|| {
+    model(3, || {
         let parent = loom::sync::Arc::new(Phaser::new());
         let maker = {
             let parent = parent.clone();
@@ -41,7 +56,7 @@ fn cancel_vs_child() {
 ///    (a lost one is a deadlock, which loom reports).
 #[test]
 fn cancel_vs_cancelled_waiter() {
-    loom::model(|| {
+    model(3, || {
         let node = Phaser::new();
         let token = node.token();
         let waiter = thread::spawn(move || block_on(token.cancelled()));
@@ -54,7 +69,7 @@ fn cancel_vs_cancelled_waiter() {
 ///    registering: the turn comes, once, after both.
 #[test]
 fn two_children_drain_vs_turn_waiter() {
-    loom::model(|| {
+    model(2, || {
         let parent = Phaser::new();
         let a = parent.child().unwrap();
         let b = parent.child().unwrap();
@@ -73,7 +88,7 @@ fn two_children_drain_vs_turn_waiter() {
 ///    once (loom checks that no `Arc` leaks and none is freed twice).
 #[test]
 fn drop_parent_vs_drop_only_child() {
-    loom::model(|| {
+    model(3, || {
         let root = Phaser::new();
         let parent = root.child().unwrap();
         let child = parent.child().unwrap();
@@ -88,7 +103,7 @@ fn drop_parent_vs_drop_only_child() {
 ///    first, its whole subtree is cancelled by then.
 #[test]
 fn cancel_vs_ancestor_cancel() {
-    loom::model(|| {
+    model(3, || {
         let root = Phaser::new();
         let middle = root.child().unwrap();
         let leaf = middle.child().unwrap();
@@ -111,7 +126,7 @@ fn cancel_vs_ancestor_cancel() {
 ///    cancelled and drains on another: the wait ends, nothing leaks.
 #[test]
 fn token_vs_drain() {
-    loom::model(|| {
+    model(3, || {
         let root = Phaser::new();
         let node = root.child().unwrap();
         let token = node.token();
@@ -132,7 +147,7 @@ fn token_vs_drain() {
 ///    alive across the wake.
 #[test]
 fn last_child_wakes_turn_vs_owner_dropping_at_turn() {
-    loom::model(|| {
+    model(3, || {
         let parent = Phaser::new();
         let child = parent.child().unwrap();
         parent.cancel();
