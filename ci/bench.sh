@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs the benchmarks (phaseout beside its peers, in one run) and prints the
+# ratio table as markdown: peer time / phaseout time at the median, with
+# min / median / max of each side per operation. Not part of .ci/run: timing
+# needs a quiet machine. Usage: bash ci/bench.sh [criterion args...]
+set -euo pipefail
+cd "$(dirname "$0")"/..
+
+cargo bench --bench peers -- "$@"
+cargo bench --bench heap | tee target/heap.txt
+
+python3 - <<'PY'
+import json, os, statistics
+
+root = "target/criterion"
+
+def per_iter(group, bench):
+    path = os.path.join(root, group, bench, "new", "sample.json")
+    with open(path) as f:
+        sample = json.load(f)
+    times = [t / n for t, n in zip(sample["times"], sample["iters"])]
+    return min(times), statistics.median(times), max(times)
+
+def fmt(ns):
+    if ns < 1:
+        return f"{ns * 1000:.0f} ps"
+    if ns < 1000:
+        return f"{ns:.1f} ns"
+    if ns < 1e6:
+        return f"{ns / 1000:.1f} µs"
+    return f"{ns / 1e6:.2f} ms"
+
+rows = [
+    ("child create + drop, 1 thread", "child_create_drop", 1, 2),
+    ("child create + drop, 2 pinned threads, one parent", "child_create_drop_2_threads", 1, 4),
+    ("`is_cancelled()`", "is_cancelled", 1, 5),
+    ("cancel 100k wide (one parent), waiter on each, per node", "cancel_tree_wide_100000", 100_000, 3),
+    ("cancel 100k fanout 10, waiter on each, per node", "cancel_tree_fanout10_100000", 100_000, 3),
+    ("cancel 10k chain, waiter on each, per node", "cancel_tree_chain_10000", 10_000, 3),
+    ("cross-thread wake latency", "wake_latency", 1, None),
+]
+print("| operation | phaseout min / median / max | peer | peer min / median / max | peer ÷ phaseout (median) | goal |")
+print("| --- | --- | --- | --- | --- | --- |")
+for title, group, per, goal in rows:
+    ours = per_iter(group, "phaseout")
+    ours = tuple(t / per for t in ours)
+    for peer in sorted(os.listdir(os.path.join(root, group))):
+        if peer in ("phaseout", "report"):
+            continue
+        theirs = tuple(t / per for t in per_iter(group, peer))
+        ratio = theirs[1] / ours[1]
+        goal_text = "" if goal is None else f"≥ {goal}× vs tokio-util" if peer == "tokio-util" else ""
+        if group == "wake_latency" and peer == "bare-unpark":
+            goal_text = f"within 10 % of bare unpark: {ours[1] / theirs[1] - 1:+.0%}"
+        print(f"| {title} | {' / '.join(fmt(t) for t in ours)} | {peer} | {' / '.join(fmt(t) for t in theirs)} | {ratio:.2f}× | {goal_text} |")
+cascade = per_iter("drain_cascade_chain_1000000", "phaseout")
+print(f"| drain cascade, 1,000,000 chain, leaf dropped last, per node | {' / '.join(fmt(t / 1e6) for t in cascade)} | (no peer has this) | | | ≤ 10 ns |")
+heap = dict(line.split()[1:] for line in open("target/heap.txt") if line.startswith("heap_bytes_per_node"))
+print(f"| heap bytes per unlabeled node | {heap['phaseout']} B | tokio-util | {heap['tokio-util']} B | {int(heap['tokio-util']) / int(heap['phaseout']):.2f}× | ≤ 64 B |")
+PY
