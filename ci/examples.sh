@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Runs the examples and checks what they print.
-set -euxo pipefail
+# Runs the examples and checks what they print: each component stops after
+# the ones that depend on it (web, then pipeline, then db), then "all stopped".
+set -euo pipefail
 cd "$(dirname "$0")"/..
 
-out=$(cargo run --example ordered)
-echo "$out"
-# Each component's turn comes after its dependents stopped: web, pipeline, db.
-order=$(echo "$out" | grep -E ': (my turn|stopped)' | sed -E 's/.*  ([a-z]+): .*/\1/' | tr '\n' ' ')
-test "$order" = "web web pipeline pipeline db db " || { echo "wrong order: $order"; exit 1; }
-echo "$out" | tail -n 1 | grep -q "all stopped"
+passed=0
+failed=0
+for example in ordered tokio async_std threads; do
+    out=$(cargo run -q --example "$example")
+    echo "$out"
+    order=$(echo "$out" | grep -oE '(web|pipeline|db): stopped' | cut -d: -f1 | tr '\n' ' ')
+    if [ "$order" = "web pipeline db " ] && [ "$(echo "$out" | tail -n 1 | grep -oE 'all stopped')" = "all stopped" ]; then
+        echo "PASS example $example"; passed=$((passed + 1))
+    else
+        echo "FAIL example $example: order '$order'"; failed=$((failed + 1))
+    fi
+done
+echo "examples: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Builds the server example and drives it with real load and real signals.
+set -euxo pipefail
+cd "$(dirname "$0")"/..
+
+cargo build --release --example server --features signal
+python3 ci/server_e2e.py target/release/examples/server
