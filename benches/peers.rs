@@ -333,6 +333,39 @@ fn wake_latency(c: &mut Criterion) {
             )
         })
     });
+    // The floor phaseout builds on: a bare event-listener `Event`.
+    group.bench_function("event-listener-raw", |b| {
+        b.iter_custom(|iters| {
+            measure(
+                iters,
+                || {
+                    let event = Arc::new(event_listener::Event::new());
+                    let waiter_event = event.clone();
+                    (
+                        waiter_event,
+                        Box::new(move || {
+                            event.notify(usize::MAX);
+                        }),
+                    )
+                },
+                |event: Arc<event_listener::Event>| block_on(event.listen()),
+            )
+        })
+    });
+    // The blocking API (`Token::wait_cancelled`).
+    group.bench_function("phaseout-blocking", |b| {
+        b.iter_custom(|iters| {
+            measure(
+                iters,
+                || {
+                    let node = Phaser::new();
+                    let token = node.token();
+                    (token, Box::new(move || node.cancel()))
+                },
+                |token: phaseout::Token| token.wait_cancelled(),
+            )
+        })
+    });
     group.bench_function("tokio-util", |b| {
         b.iter_custom(|iters| {
             measure(
