@@ -14,8 +14,7 @@ use core::task::{Context, Poll};
 use event_listener::EventListener;
 use futures_core::FusedFuture;
 
-use crate::node::{state, Node};
-use crate::sync::Arc;
+use crate::node::{state, Node, NodeRef};
 use crate::Report;
 
 /// The future returned by [`Phaser::cancelled`](crate::Phaser::cancelled) and
@@ -33,13 +32,13 @@ use crate::Report;
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Cancelled {
-    node: Arc<Node>,
+    node: NodeRef,
     listener: Option<EventListener>,
     done: bool,
 }
 
 impl Cancelled {
-    pub(crate) fn new(node: Arc<Node>) -> Self {
+    pub(crate) fn new(node: NodeRef) -> Self {
         Self {
             node,
             listener: None,
@@ -156,7 +155,7 @@ impl fmt::Debug for Turn<'_> {
 #[must_use = "futures do nothing unless polled"]
 pub struct TurnWithin<'a, D> {
     turn: Turn<'a>,
-    node: &'a Arc<Node>,
+    node: &'a NodeRef,
     /// Boxed so that any deadline future (pinned or not) works without
     /// unsafe pin projection; one allocation per shutdown is nothing.
     deadline: Pin<Box<D>>,
@@ -164,7 +163,7 @@ pub struct TurnWithin<'a, D> {
 }
 
 impl<'a, D: Future> TurnWithin<'a, D> {
-    pub(crate) fn new(node: &'a Arc<Node>, deadline: D) -> Self {
+    pub(crate) fn new(node: &'a NodeRef, deadline: D) -> Self {
         Self {
             turn: Turn::new(node),
             node,

@@ -5,8 +5,7 @@ use core::future::Future;
 use core::mem::ManuallyDrop;
 
 use crate::futures::{Cancelled, Turn, TurnWithin};
-use crate::node::{self, state, Label, Node};
-use crate::sync::Arc;
+use crate::node::{self, state, Label, Node, NodeRef};
 use crate::{Report, ShutdownStarted, Token};
 
 /// The owner of one node of the shutdown tree.
@@ -43,7 +42,7 @@ use crate::{Report, ShutdownStarted, Token};
 pub struct Phaser {
     /// Dropped by hand: when the node cannot drain yet, this reference is
     /// left to the node itself (node invariant #6).
-    node: ManuallyDrop<Arc<Node>>,
+    node: ManuallyDrop<NodeRef>,
 }
 
 impl Phaser {
@@ -69,7 +68,7 @@ impl Phaser {
 
     fn root(label: Option<Label>) -> Self {
         Self {
-            node: ManuallyDrop::new(Arc::new(Node::new(label, core::ptr::null()))),
+            node: ManuallyDrop::new(NodeRef::new(Node::new(label, core::ptr::null()))),
         }
     }
 
@@ -170,7 +169,7 @@ impl Phaser {
     /// pollster::block_on(waiting);
     /// ```
     pub fn cancelled(&self) -> Cancelled {
-        Cancelled::new(Arc::clone(&self.node))
+        Cancelled::new(NodeRef::clone(&self.node))
     }
 
     /// Waits for this node's turn: it is cancelled and every node below it has
@@ -255,7 +254,7 @@ impl Phaser {
     /// assert!(root.is_cancelled());
     /// ```
     pub fn token(&self) -> Token {
-        Token::new(Arc::clone(&self.node))
+        Token::new(NodeRef::clone(&self.node))
     }
 
     /// A snapshot of this node and every node below it that has not drained:

@@ -3,8 +3,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::node::{for_each_child, state, Label, Node};
-use crate::sync::Arc;
+use crate::node::{for_each_child, state, Label, NodeRef};
 
 /// Where a node is in its shutdown, as seen by a [`Report`].
 ///
@@ -180,7 +179,7 @@ pub struct Report {
 
 impl Report {
     /// Walks the subtree of `root` (pre-order, explicit stack).
-    pub(crate) fn of(root: &Arc<Node>) -> Self {
+    pub(crate) fn of(root: &NodeRef) -> Self {
         let mut entries = Vec::new();
         let mut stack = Vec::new();
         stack.push((root.clone(), 0));
@@ -193,7 +192,7 @@ impl Report {
             entries.push(ReportEntry {
                 depth,
                 label: node.label_cow(),
-                id: Arc::as_ptr(&node) as usize,
+                id: NodeRef::as_ptr(&node) as usize,
                 state: NodeState::of(word),
                 live_children: state::live_children(word),
                 panicked: word & state::PANICKED != 0,

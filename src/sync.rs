@@ -1,23 +1,19 @@
-//! The one place that chooses the atomics, the `Arc` and the spin hint.
+//! The one place that chooses the atomics and the spin hint.
 //!
 //! Everything else imports them from here, so that one switch changes the
 //! whole crate:
 //!
-//! * the default build uses `core`'s atomics and `alloc`'s `Arc`;
-//! * feature `portable-atomic` takes both from `portable-atomic(-util)`, for
+//! * the default build uses `core`'s atomics;
+//! * feature `portable-atomic` takes them from `portable-atomic`, for
 //!   targets without compare-and-swap;
 //! * `--cfg loom` swaps in loom's types so the model checker sees every
 //!   atomic access (and a spinning thread yields to it).
 
 #[cfg(all(not(loom), not(feature = "portable-atomic")))]
-pub(crate) use alloc::sync::Arc;
-#[cfg(all(not(loom), not(feature = "portable-atomic")))]
-pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{fence, AtomicUsize, Ordering};
 
 #[cfg(all(not(loom), feature = "portable-atomic"))]
-pub(crate) use portable_atomic::{AtomicUsize, Ordering};
-#[cfg(all(not(loom), feature = "portable-atomic"))]
-pub(crate) use portable_atomic_util::Arc;
+pub(crate) use portable_atomic::{fence, AtomicUsize, Ordering};
 
 #[cfg(not(loom))]
 pub(crate) use core::hint::spin_loop;
@@ -25,9 +21,7 @@ pub(crate) use core::hint::spin_loop;
 #[cfg(loom)]
 pub(crate) use loom::hint::spin_loop;
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
-#[cfg(loom)]
-pub(crate) use loom::sync::Arc;
+pub(crate) use loom::sync::atomic::{fence, AtomicUsize, Ordering};
 
 /// Runs `f` so that no interrupt handler can run on this core meanwhile
 /// (with feature `critical-section`), or plainly. Used around the child-list

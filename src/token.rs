@@ -3,8 +3,7 @@
 use core::fmt;
 
 use crate::futures::Cancelled;
-use crate::node::{self, state, Node};
-use crate::sync::Arc;
+use crate::node::{self, state, NodeRef};
 
 /// A cloneable handle that can see and request the cancellation of one node.
 ///
@@ -27,11 +26,11 @@ use crate::sync::Arc;
 /// ```
 #[derive(Clone)]
 pub struct Token {
-    node: Arc<Node>,
+    node: NodeRef,
 }
 
 impl Token {
-    pub(crate) fn new(node: Arc<Node>) -> Self {
+    pub(crate) fn new(node: NodeRef) -> Self {
         Self { node }
     }
 

@@ -5,10 +5,7 @@
 //! child drains. A drained node tells its parent, which may itself drain,
 //! and so on up: a loop, not a recursion (invariant #5).
 
-use super::{links, state, Node};
-use core::mem::ManuallyDrop;
-
-use crate::sync::Arc;
+use super::{links, state, Node, NodeRef};
 
 /// The owner of `node` is done: cancel the subtree, mark the node, and drain
 /// it (and the ancestors that waited only for it) if it has no live child.
@@ -46,7 +43,7 @@ fn drain_cascade(first: &Node) {
 /// parent its count back, in one step under the parent's lock. Returns the
 /// parent if that drained it too, with the parent's reference to itself
 /// (invariant #6), to be released once the cascade has gone past it.
-fn drain_step(node: &Node) -> Option<Arc<Node>> {
+fn drain_step(node: &Node) -> Option<NodeRef> {
     if node.parent.is_null() {
         return None; // a root: nobody to tell
     }
@@ -68,8 +65,8 @@ fn drain_step(node: &Node) -> Option<Arc<Node>> {
                 == state::CANCELLED | state::HAS_WAITERS;
         let keep_alive = wakes_turn.then(|| {
             // SAFETY: the parent is alive (above) and `node.parent` came from
-            // `Arc::as_ptr`; `ManuallyDrop` borrows a count, `clone` makes ours.
-            Arc::clone(&ManuallyDrop::new(unsafe { Arc::from_raw(node.parent) }))
+            // `NodeRef::as_ptr`.
+            unsafe { NodeRef::new_count(node.parent) }
         });
         (current - state::ONE_CHILD, (current, keep_alive))
     });
@@ -81,7 +78,7 @@ fn drain_step(node: &Node) -> Option<Arc<Node>> {
         // reference to itself is ours now.
         // SAFETY: the node owns one count since its owner left (invariant
         // #6), and only the thread that drains it takes that count.
-        return Some(unsafe { Arc::from_raw(node.parent) });
+        return Some(unsafe { NodeRef::from_raw(node.parent) });
     }
     if let Some(parent) = keep_alive {
         parent.wake_waiters(prev); // the parent's turn

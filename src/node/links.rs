@@ -12,14 +12,12 @@
 //! child holds a reference to it while it unlinks it. Saving the two
 //! reference-count operations per child is measurable (benches). `head` is
 //! guarded by the node's own lock; each child's `siblings` by its parent's.
-//! The pointers stored are `Arc::as_ptr` of the child, so a walker may turn
-//! one back into a new `Arc` while the lock keeps the child linked.
+//! The pointers stored are `NodeRef::as_ptr` of the child, so a walker may
+//! take a new count of it while the lock keeps the child linked.
 
-use core::mem::ManuallyDrop;
 use core::ptr;
 
-use super::Node;
-use crate::sync::Arc;
+use super::{Node, NodeRef};
 
 /// The head of a node's child list. Guarded by that node's `LOCKED` bit.
 pub(crate) struct ChildList {
@@ -54,8 +52,8 @@ impl Siblings {
 
 /// Links `child` at the front of `list`. The caller holds the lock of the
 /// list's node, which also guards every linked child's `siblings`.
-pub(super) fn push_front(list: &mut ChildList, child: &Arc<Node>) {
-    let raw = Arc::as_ptr(child);
+pub(super) fn push_front(list: &mut ChildList, child: &NodeRef) {
+    let raw = NodeRef::as_ptr(child);
     // SAFETY: the caller holds the lock guarding `list` and the `siblings`
     // of every node in it; `child` is in no list yet, and `list.head`, if
     // not null, is a live child (see the module doc).
@@ -90,18 +88,16 @@ pub(super) fn unlink(list: &mut ChildList, child: &Node) {
 /// Calls `visit` with a new reference to each child of `node`, newest first,
 /// with `node`'s lock held. `visit` must be short (it runs under the lock)
 /// and must not touch `node`.
-pub(crate) fn for_each_child(node: &Node, mut visit: impl FnMut(Arc<Node>)) {
+pub(crate) fn for_each_child(node: &Node, mut visit: impl FnMut(NodeRef)) {
     node.with_children(|list, unlocked| {
         let mut cursor = list.head;
         while !cursor.is_null() {
             // SAFETY: `cursor` is linked in `node`'s list, whose lock we hold,
-            // so it is alive and its strong count is at least one (module
-            // doc); it came from `Arc::as_ptr`. `ManuallyDrop` borrows that
-            // count without giving it back, and `clone` makes our own.
-            let child = unsafe { ManuallyDrop::new(Arc::from_raw(cursor)) };
+            // so it is alive (module doc); it came from `NodeRef::as_ptr`.
+            let child = unsafe { NodeRef::new_count(cursor) };
             // SAFETY: the child's `siblings` are guarded by `node`'s lock.
             cursor = unsafe { (*child.siblings.get()).next };
-            visit(Arc::clone(&child));
+            visit(child);
         }
         (unlocked, ())
     });

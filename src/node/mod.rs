@@ -1,7 +1,7 @@
 //! The lock-free tree node behind every `Phaser` and `Token`.
 //!
-//! A [`Node`] is shared (through an `Arc`) by its owning `Phaser` and by any
-//! tokens and futures. Its parent's child list and its children's `parent`
+//! A [`Node`] is shared (through a counted [`NodeRef`]) by its owning
+//! `Phaser` and by any tokens and futures. Its parent's child list and its children's `parent`
 //! pointers are plain pointers (invariant #6 says why they stay valid). Its
 //! whole life is recorded in one atomic word (see [`state`]); a bit of that
 //! word is also the lock of its child list.
@@ -34,7 +34,7 @@
 //!    done.** While the `Phaser` lives, its `Arc` keeps the node. When the
 //!    `Phaser` is dropped with children still live, it leaves its reference
 //!    to the node itself; the thread whose RMW drains the node takes that
-//!    reference back (`Arc::from_raw`) and releases it after the cascade.
+//!    reference back (`NodeRef::from_raw`) and releases it after the cascade.
 //!    So a child's `parent` pointer and a parent's list pointers are valid
 //!    for as long as the child is linked, without a reference count of their
 //!    own; the only place a drained child touches its parent *after* giving
@@ -53,6 +53,7 @@
 
 mod drain;
 mod links;
+mod node_ref;
 pub(crate) mod state;
 mod walk;
 
@@ -68,14 +69,17 @@ use event_listener::{Event, EventListener};
 pub(crate) use self::drain::release_owner;
 pub(crate) use self::links::for_each_child;
 use self::links::{ChildList, Siblings};
+pub(crate) use self::node_ref::NodeRef;
 pub(crate) use self::walk::{cancel_subtree, cancel_subtree_and};
-use crate::sync::{spin_loop, Arc, AtomicUsize, Ordering};
+use crate::sync::{spin_loop, AtomicUsize, Ordering};
 
 /// A node's label: free for `&'static str`, owned otherwise.
 pub(crate) type Label = Cow<'static, str>;
 
 /// One node of the shutdown tree.
 pub(crate) struct Node {
+    /// How many [`NodeRef`]s there are (see `node_ref.rs`).
+    refs: AtomicUsize,
     /// The packed state word; see [`state`]. Its `LOCKED` bit guards
     /// `children` and the `siblings` of every child.
     state: AtomicUsize,
@@ -86,7 +90,7 @@ pub(crate) struct Node {
     /// Set once at creation; shown in reports and errors. Boxed so an
     /// unlabeled node pays one word for it.
     label: Option<Box<Label>>,
-    /// The node this one depends on, from `Arc::as_ptr`. Valid until this
+    /// The node this one depends on, from `NodeRef::as_ptr`. Valid until this
     /// node drains (invariant #6); only the drain cascade reads it.
     parent: *const Node,
     /// This node's children; guarded by this node's `LOCKED` bit.
@@ -110,6 +114,7 @@ impl Node {
     /// A new Live node with no children.
     pub(crate) fn new(label: Option<Label>, parent: *const Node) -> Self {
         Self {
+            refs: AtomicUsize::new(1),
             state: AtomicUsize::new(0),
             event: Event::new(),
             label: label.map(Box::new),
@@ -280,11 +285,11 @@ impl Node {
 ///
 /// Counting and linking the child happen under the parent's lock, so a
 /// cancel walk either sees the child or made `child()` refuse (invariant #2).
-pub(crate) fn new_child(parent: &Arc<Node>, label: Option<Label>) -> Option<Arc<Node>> {
+pub(crate) fn new_child(parent: &NodeRef, label: Option<Label>) -> Option<NodeRef> {
     if state::is_cancelled(parent.load()) {
         return None; // refused without allocating
     }
-    let child = Arc::new(Node::new(label, Arc::as_ptr(parent)));
+    let child = NodeRef::new(Node::new(label, NodeRef::as_ptr(parent)));
     let linked = parent.with_children(|list, current| match state::with_one_more_child(current) {
         None => (current, false),
         Some(next) => {
@@ -302,6 +307,21 @@ impl Drop for Node {
         debug_assert!(
             self.children.get_mut().is_empty(),
             "phaseout: a node was freed while children were still linked to it"
+        );
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Node;
+
+    #[test]
+    fn a_node_is_eight_words() {
+        // count, state, event, label, parent, first child, previous and next
+        // sibling: 64 bytes on 64-bit targets, and that is the heap block.
+        assert_eq!(
+            core::mem::size_of::<Node>(),
+            8 * core::mem::size_of::<usize>()
         );
     }
 }

@@ -14,14 +14,13 @@
 
 use alloc::vec::Vec;
 
-use super::{for_each_child, state, Node};
-use crate::sync::Arc;
+use super::{for_each_child, state, Node, NodeRef};
 
 enum Visit {
     /// Cancel this node and queue its children.
-    Down(Arc<Node>),
+    Down(NodeRef),
     /// Everything below this node is cancelled now.
-    Up(Arc<Node>),
+    Up(NodeRef),
 }
 
 /// Cancels `root` and its whole subtree. Returns once every node of it is
