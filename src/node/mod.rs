@@ -22,11 +22,13 @@
 //!    the parent's count. The parent then holds nothing of it.
 //! 4. **Waiters register, then announce.** A waiter first inserts its
 //!    listener, then sets `HAS_WAITERS` with a read-modify-write and checks the
-//!    value it read. A notifier changes the state with a read-modify-write and
-//!    notifies if the value it read has `HAS_WAITERS`. Both RMWs are on the
-//!    same word, so one of them reads the other's write: either the waiter
-//!    sees the change, or the notifier sees the waiter (and its listener,
-//!    through the release/acquire pair). No wake-up is lost.
+//!    value it read. A notifier changes the state with a read-modify-write
+//!    (or, holding the `LOCKED` bit that it took with one, with a store no
+//!    waiter's RMW can come between) and notifies if the value it read has
+//!    `HAS_WAITERS`. Both are on the same word, so one reads the other's
+//!    write: either the waiter sees the change, or the notifier sees the
+//!    waiter (and its listener, through the release/acquire pair). No
+//!    wake-up is lost.
 //! 5. **No recursion over the tree.** Cancel, the drain cascade and reports
 //!    walk with loops and explicit stacks, and no node owns another, so a
 //!    million-deep chain needs no more stack than a single node.
