@@ -95,6 +95,7 @@ impl Phaser {
     /// assert!(root.child().is_err());
     /// drop(child);
     /// ```
+    #[inline]
     pub fn child(&self) -> Result<Phaser, ShutdownStarted> {
         self.make_child(None)
     }
@@ -110,6 +111,7 @@ impl Phaser {
         self.make_child(Some(label.into()))
     }
 
+    #[inline]
     fn make_child(&self, label: Option<Label>) -> Result<Phaser, ShutdownStarted> {
         match node::new_child(&self.node, label) {
             Some(node) => Ok(Phaser {
@@ -369,6 +371,7 @@ impl Default for Phaser {
 impl Drop for Phaser {
     /// The owner is done: the subtree is cancelled (if it was not already)
     /// and the node drains as soon as its children have. Never blocks.
+    #[inline]
     fn drop(&mut self) {
         #[cfg(feature = "std")]
         let panicked = std::thread::panicking();

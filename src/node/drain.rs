@@ -13,6 +13,7 @@ use super::{links, state, Node, NodeRef};
 /// Returns `true` if the node drained here: the caller still owns its
 /// reference and releases it. `false` hands the caller's reference over to
 /// the node (invariant #6), so the caller must not touch it again.
+#[inline]
 pub(crate) fn release_owner(node: &Node, panicked: bool) -> bool {
     let mut done = state::OWNER_DONE;
     if panicked {
@@ -32,6 +33,7 @@ pub(crate) fn release_owner(node: &Node, panicked: bool) -> bool {
 }
 
 /// `first` has just become Drained: walk up, one drained node at a time.
+#[inline]
 fn drain_cascade(first: &Node) {
     let mut next = drain_step(first);
     while let Some(node) = next {
@@ -43,6 +45,7 @@ fn drain_cascade(first: &Node) {
 /// parent its count back, in one step under the parent's lock. Returns the
 /// parent if that drained it too, with the parent's reference to itself
 /// (invariant #6), to be released once the cascade has gone past it.
+#[inline]
 fn drain_step(node: &Node) -> Option<NodeRef> {
     if node.parent.is_null() {
         return None; // a root: nobody to tell

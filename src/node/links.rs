@@ -52,6 +52,7 @@ impl Siblings {
 
 /// Links `child` at the front of `list`. The caller holds the lock of the
 /// list's node, which also guards every linked child's `siblings`.
+#[inline]
 pub(super) fn push_front(list: &mut ChildList, child: &NodeRef) {
     let raw = NodeRef::as_ptr(child);
     // SAFETY: the caller holds the lock guarding `list` and the `siblings`
@@ -68,6 +69,7 @@ pub(super) fn push_front(list: &mut ChildList, child: &NodeRef) {
 
 /// Removes `child` from `list`. The caller holds the lock of the list's
 /// node and keeps `child` alive.
+#[inline]
 pub(super) fn unlink(list: &mut ChildList, child: &Node) {
     // SAFETY: the caller holds the lock guarding `list` and the `siblings`
     // of `child` and of its neighbours; all of them are linked, so alive

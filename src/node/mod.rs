@@ -175,6 +175,7 @@ impl Node {
     /// the word to store when it is done: nobody else writes the word while
     /// it is locked (they wait in [`update`](Self::update)), so one plain
     /// store both applies `f`'s change and unlocks.
+    #[inline]
     fn with_children<R>(&self, f: impl FnOnce(&mut ChildList, usize) -> (usize, R)) -> R {
         crate::sync::interrupt_free(|| {
             let unlocked = self.update(|current| Some(current | state::LOCKED));
@@ -195,6 +196,7 @@ impl Node {
     /// has no child, that is its whole subtree: `SUBTREE_CANCELLED` and
     /// `if_childless` are set in the same RMW (no child can appear once it is
     /// cancelled). Returns the state before.
+    #[inline]
     fn mark_cancelled(&self, if_childless: usize) -> usize {
         let prev = self.update(|current| {
             let mut next = current | state::CANCELLED;
@@ -212,6 +214,7 @@ impl Node {
     }
 
     /// Sets `flags`; returns the state before.
+    #[inline]
     fn set(&self, flags: usize) -> usize {
         self.update(|current| Some(current | flags))
     }
@@ -287,6 +290,7 @@ impl Node {
 ///
 /// Counting and linking the child happen under the parent's lock, so a
 /// cancel walk either sees the child or made `child()` refuse (invariant #2).
+#[inline]
 pub(crate) fn new_child(parent: &NodeRef, label: Option<Label>) -> Option<NodeRef> {
     if state::is_cancelled(parent.load()) {
         return None; // refused without allocating

@@ -27,6 +27,7 @@ unsafe impl Sync for NodeRef {}
 
 impl NodeRef {
     /// Moves `node` (whose count starts at one) to the heap.
+    #[inline]
     pub(crate) fn new(node: Node) -> Self {
         Self {
             ptr: NonNull::from(Box::leak(Box::new(node))),
@@ -68,6 +69,7 @@ impl NodeRef {
 }
 
 impl Clone for NodeRef {
+    #[inline]
     fn clone(&self) -> Self {
         // Relaxed, as for `Arc`: holding a count already keeps the node alive,
         // and a new count orders nothing.
@@ -77,6 +79,7 @@ impl Clone for NodeRef {
 }
 
 impl Drop for NodeRef {
+    #[inline]
     fn drop(&mut self) {
         // Release/Acquire, as for `Arc`: every use of the node through other
         // references happens-before the thread that frees it.
@@ -93,6 +96,7 @@ impl Drop for NodeRef {
 impl Deref for NodeRef {
     type Target = Node;
 
+    #[inline]
     fn deref(&self) -> &Node {
         // SAFETY: we hold a count, so the node is alive.
         unsafe { self.ptr.as_ref() }

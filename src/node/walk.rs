@@ -26,12 +26,14 @@ enum Visit {
 /// Cancels `root` and its whole subtree. Returns once every node of it is
 /// `CANCELLED` and every waiter on them has been woken. Never waits for
 /// another thread.
+#[inline]
 pub(crate) fn cancel_subtree(root: &Node) {
     cancel_subtree_and(root, 0);
 }
 
 /// Like [`cancel_subtree`]; if `root` has no child, also sets `if_childless`
 /// in the same read-modify-write. Returns `root`'s state before.
+#[inline]
 pub(crate) fn cancel_subtree_and(root: &Node, if_childless: usize) -> usize {
     let prev = root.mark_cancelled(if_childless);
     if prev & state::SUBTREE_CANCELLED == 0 && state::live_children(prev) > 0 {
