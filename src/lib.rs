@@ -16,9 +16,10 @@
 //! drains what the web server handed it, the database flushes what the
 //! pipeline wrote: nothing acknowledged is lost.
 //!
-//! The tree is lock-free where it is hot: each node keeps its cancelled
-//! flag, owner-done flag and live-child count in one atomic word, so
-//! `is_cancelled()` is one load and every transition one atomic operation.
+//! Each node keeps its cancelled flag, owner-done flag and live-child count in
+//! one atomic word, so `is_cancelled()` is one load and every transition one
+//! atomic operation; a bit of the same word briefly locks the node's list of
+//! children while a child is linked or unlinked.
 //! Waiting tasks park on [`event_listener`] events, so the futures work on
 //! any executor (smol, tokio, async-std, embassy, `pollster`, …), and the
 //! `std` feature adds blocking waits for plain threads.

@@ -1,4 +1,5 @@
-//! The lock-free tree node behind every `Phaser` and `Token`.
+//! The tree node behind every `Phaser` and `Token`: one atomic state word,
+//! lock-free for every question and transition but the child list.
 //!
 //! A [`Node`] is shared (through a counted [`NodeRef`]) by its owning
 //! `Phaser` and by any tokens and futures. Its parent's child list and its children's `parent`
