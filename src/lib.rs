@@ -64,7 +64,7 @@
 //!   `critical-section` feature or `--cfg portable_atomic_unsafe_assume_single_core`).
 //! * `critical-section`: guards the waiter lists and child links with a
 //!   critical section, so cancelling from an interrupt handler is safe.
-//! * `signal` (std): [`signal::cancel_on_terminate`], the first SIGINT or
+//! * `signal` (std): `signal::cancel_on_terminate`, the first SIGINT or
 //!   SIGTERM cancels a token, a second one exits with status 130.
 //!
 //! Without `std` the crate needs only `alloc`.
