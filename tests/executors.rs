@@ -61,24 +61,19 @@ fn any_executor_smol() {
     check(&log);
 }
 
-#[test]
-#[cfg_attr(
-    miri,
-    ignore = "Miri cannot run the I/O and timer drivers (timerfd, epoll)"
-)]
-fn any_executor_tokio_multi_thread() {
+/// The scenario on a tokio runtime; `settle()` (made inside the runtime)
+/// lets the components start.
+fn on_tokio<F: std::future::Future<Output = ()>>(
+    runtime: tokio::runtime::Runtime,
+    settle: impl FnOnce() -> F,
+) {
     let (root, log, components) = scenario();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     runtime.block_on(async {
         let tasks: Vec<_> = components
             .into_iter()
             .map(|(phaser, name)| tokio::spawn(component(phaser, name, log.clone())))
             .collect();
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        settle().await;
         root.shutdown().await;
         for task in tasks {
             task.await.unwrap();
@@ -88,23 +83,28 @@ fn any_executor_tokio_multi_thread() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri cannot run the I/O and timer drivers (timerfd, epoll)"
+)]
+fn any_executor_tokio_multi_thread() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    on_tokio(
+        runtime,
+        tokio::time::sleep(std::time::Duration::from_millis(5)),
+    );
+}
+
+#[test]
 fn any_executor_tokio_current_thread() {
-    let (root, log, components) = scenario();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let tasks: Vec<_> = components
-            .into_iter()
-            .map(|(phaser, name)| tokio::spawn(component(phaser, name, log.clone())))
-            .collect();
-        tokio::task::yield_now().await;
-        root.shutdown().await;
-        for task in tasks {
-            task.await.unwrap();
-        }
-    });
-    check(&log);
+    on_tokio(runtime, tokio::task::yield_now);
 }
 
 #[test]
