@@ -93,10 +93,9 @@ fn any_executor_tokio_multi_thread() {
         .enable_all()
         .build()
         .unwrap();
-    on_tokio(
-        runtime,
-        tokio::time::sleep(std::time::Duration::from_millis(5)),
-    );
+    on_tokio(runtime, || {
+        tokio::time::sleep(std::time::Duration::from_millis(5))
+    });
 }
 
 #[test]
