@@ -7,11 +7,13 @@
 //!
 //! Ownership: the list holds no count of its own. A linked child is always
 //! alive, because a child stays linked until it drains, and an un-drained
-//! node is kept alive by its owner's `Phaser` or by its own un-drained
-//! children (each holds an `Arc` of its parent); the thread that drains a
-//! child holds a reference to it while it unlinks it. Saving the two
+//! node is kept alive by its owner's `Phaser` or, once the owner is done,
+//! by the reference the owner left to the node itself (node invariant #6);
+//! the thread that drains a child holds a reference to it while it unlinks
+//! it. Saving the two
 //! reference-count operations per child is measurable (benches). `head` is
-//! guarded by the node's own lock; each child's `siblings` by its parent's.
+//! guarded by the node's own `LOCKED` bit; each child's `siblings` by its
+//! parent's.
 //! The pointers stored are `NodeRef::as_ptr` of the child, so a walker may
 //! take a new count of it while the lock keeps the child linked.
 

@@ -34,7 +34,7 @@
 //!    walk with loops and explicit stacks, and no node owns another, so a
 //!    million-deep chain needs no more stack than a single node.
 //! 6. **An un-drained node is alive, and owns itself once its owner is
-//!    done.** While the `Phaser` lives, its `Arc` keeps the node. When the
+//!    done.** While the `Phaser` lives, its `NodeRef` keeps the node. When the
 //!    `Phaser` is dropped with children still live, it leaves its reference
 //!    to the node itself; the thread whose RMW drains the node takes that
 //!    reference back (`NodeRef::from_raw`) and releases it after the cascade.
@@ -52,7 +52,7 @@
 //! # Lifecycle
 //!
 //! Live → (cancel walk) Cancelling → (count reaches 0) turn → (owner drops)
-//! Drained → (last `Arc` dropped) freed.
+//! Drained → (last `NodeRef` dropped) freed.
 
 mod drain;
 mod links;
