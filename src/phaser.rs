@@ -377,7 +377,9 @@ impl Drop for Phaser {
         let panicked = std::thread::panicking();
         #[cfg(not(feature = "std"))]
         let panicked = false;
-        if node::release_owner(&self.node, panicked) {
+        // SAFETY: `self.node` holds the owner's count, and is not used again
+        // unless the node drained here.
+        if unsafe { node::release_owner(NodeRef::as_ptr(&self.node), panicked) } {
             // SAFETY: the node drained (its cascade is done) and this is the
             // last use of the field.
             unsafe { ManuallyDrop::drop(&mut self.node) }

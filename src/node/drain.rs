@@ -5,7 +5,8 @@
 //! child drains. A drained node tells its parent, which may itself drain,
 //! and so on up: a loop, not a recursion (invariant #5).
 
-use super::{links, state, Node, NodeRef};
+use super::links::{self, ChildList};
+use super::{state, Node, NodeRef};
 
 /// The owner of `node` is done: cancel the subtree, mark the node, and drain
 /// it (and the ancestors that waited only for it) if it has no live child.
@@ -13,22 +14,37 @@ use super::{links, state, Node, NodeRef};
 /// Returns `true` if the node drained here: the caller still owns its
 /// reference and releases it. `false` hands the caller's reference over to
 /// the node (invariant #6), so the caller must not touch it again.
+///
+/// # Safety
+///
+/// `node` came from [`NodeRef::as_ptr`] of the owner's reference, which the
+/// caller holds. It is a raw pointer because the node may be freed by
+/// another thread the moment it is marked done (invariant #7).
 #[inline]
-pub(crate) fn release_owner(node: &Node, panicked: bool) -> bool {
+pub(crate) unsafe fn release_owner(node: *const Node, panicked: bool) -> bool {
     let mut done = state::OWNER_DONE;
     if panicked {
         done |= state::PANICKED;
     }
     // A node without children (the common case: a request, a leaf task) is
     // cancelled, marked done and drained by one compare-and-swap.
-    let prev = super::cancel_subtree_and(node, done);
+    // SAFETY: the caller's count keeps the node alive during this call,
+    // which hands nothing away unless the node drains here (then it is
+    // still ours).
+    let prev = super::cancel_subtree_and(unsafe { &*node }, done);
     if state::live_children(prev) != 0 {
-        let prev = node.set(done);
+        // From this RMW on, the last child may drain the node and free it on
+        // another thread: only the atomic word is borrowed for it.
+        // SAFETY: alive until the RMW, as above.
+        let word = unsafe { &(*node).state };
+        let prev = super::lock::update(word, |current| Some(current | done));
         if state::live_children(prev) != 0 {
             return false; // the last child to drain will drain this node
         }
     }
-    drain_cascade(node);
+    // SAFETY: the node drained in our RMW, so nobody else frees it, and the
+    // caller's count still holds it.
+    drain_cascade(unsafe { &*node });
     true
 }
 
@@ -51,9 +67,11 @@ fn drain_step(node: &Node) -> Option<NodeRef> {
         return None; // a root: nobody to tell
     }
     // SAFETY: `node` was un-drained until our caller's RMW and is still
-    // linked under its parent, so the parent is alive (invariant #6).
-    let parent = unsafe { &*node.parent };
-    let (prev, keep_alive) = parent.with_children(|list, current| {
+    // linked and counted under its parent until this call unlinks it inside
+    // the parent's lock, so the parent cannot drain, let alone be freed,
+    // before the lock is released (invariant #6). After that it may be
+    // freed at once, which is why it is passed as a raw pointer.
+    let unlink_and_uncount = |list: &mut ChildList, current: usize| {
         debug_assert!(
             state::live_children(current) > 0,
             "phaseout: inconsistent state: a child drained from a parent that counted none"
@@ -72,7 +90,9 @@ fn drain_step(node: &Node) -> Option<NodeRef> {
             unsafe { NodeRef::new_count(node.parent) }
         });
         (current - state::ONE_CHILD, (current, keep_alive))
-    });
+    };
+    // SAFETY: see above.
+    let (prev, keep_alive) = unsafe { super::with_children(node.parent, unlink_and_uncount) };
     if state::live_children(prev) != 1 {
         return None; // siblings are still live
     }

@@ -93,7 +93,10 @@ pub(super) fn unlink(list: &mut ChildList, child: &Node) {
 /// with `node`'s lock held. `visit` must be short (it runs under the lock)
 /// and must not touch `node`.
 pub(crate) fn for_each_child(node: &Node, mut visit: impl FnMut(NodeRef)) {
-    node.with_children(|list, unlocked| {
+    // SAFETY: `node` is borrowed from a count the caller holds for the whole
+    // call. `visit` may panic (a full stack's allocation); it changes
+    // nothing of the list, so the lock's panic guard restores it correctly.
+    let visit_all = |list: &mut ChildList, unlocked| {
         let mut cursor = list.head;
         while !cursor.is_null() {
             // SAFETY: `cursor` is linked in `node`'s list, whose lock we hold,
@@ -104,5 +107,7 @@ pub(crate) fn for_each_child(node: &Node, mut visit: impl FnMut(NodeRef)) {
             visit(child);
         }
         (unlocked, ())
-    });
+    };
+    // SAFETY: see above.
+    unsafe { super::with_children(node, visit_all) }
 }

@@ -22,14 +22,18 @@
 //!    read-modify-write made it drained, in the same locked step that drops
 //!    the parent's count. The parent then holds nothing of it.
 //! 4. **Waiters register, then announce.** A waiter first inserts its
-//!    listener, then sets `HAS_WAITERS` with a read-modify-write and checks the
-//!    value it read. A notifier changes the state with a read-modify-write
-//!    (or, holding the `LOCKED` bit that it took with one, with a store no
+//!    listener, then sets `HAS_WAITERS` with a read-modify-write that always
+//!    writes, even when the bit is already set, and checks the value it
+//!    read. A notifier changes the state with a read-modify-write (or,
+//!    holding the `LOCKED` bit, with the write that releases it, which no
 //!    waiter's RMW can come between) and notifies if the value it read has
-//!    `HAS_WAITERS`. Both are on the same word, so one reads the other's
-//!    write: either the waiter sees the change, or the notifier sees the
-//!    waiter (and its listener, through the release/acquire pair). No
-//!    wake-up is lost.
+//!    `HAS_WAITERS`. Both are writes to the same word, so one reads the
+//!    other's: either the waiter sees the change, or the notifier's RMW reads
+//!    the waiter's release, so the listener's insertion happens-before the
+//!    notify. No wake-up is lost, and this needs nothing of event-listener
+//!    beyond "a notify sees every listener inserted before it": if the
+//!    announcement were skipped when the bit is set, it would also need
+//!    event-listener's `notify` to take its list lock every time.
 //! 5. **No recursion over the tree.** Cancel, the drain cascade and reports
 //!    walk with loops and explicit stacks, and no node owns another, so a
 //!    million-deep chain needs no more stack than a single node.
@@ -42,6 +46,31 @@
 //!    for as long as the child is linked, without a reference count of their
 //!    own; the only place a drained child touches its parent *after* giving
 //!    its count back (to wake the parent's turn) takes a reference first.
+//! 7. **No `&Node` outlives a hand-off.** Two steps can let another thread
+//!    free a node at once: the owner's RMW that sets `OWNER_DONE` while
+//!    children are live (the node now owns itself, and the last child's
+//!    drain frees it), and the write that releases a parent's lock after a
+//!    child gave its count back (the parent may drain and be freed). A
+//!    function that performs such a step takes the node as a raw pointer
+//!    and borrows only its atomic state word for the step
+//!    ([`with_children`], [`release_owner`]): a `&Node` argument would be
+//!    protected for the whole call (the `Arc` problem of rust-lang/rust#55005,
+//!    worse here because `Node` has plain fields), while a reference to an
+//!    atomic may dangle once it is no longer used. Every other function that
+//!    takes `&Node` is called while its caller holds a count.
+//! 8. **Nobody spins without end, and no panic keeps the lock.** A thread
+//!    that finds `LOCKED` spins briefly, then (with `std`) sleeps on a
+//!    parking event until the holder's release wakes it (`lock.rs`). A
+//!    critical section cannot panic after it changed the list: the child
+//!    limit is checked and reported after unlocking, and if the cancel
+//!    walk's collecting panics, the lock's guard restores the word.
+//! 9. **A `cancel()` returns after its subtree's waiters are woken, even if
+//!    another thread cancelled them first.** The RMW that cancels a node
+//!    with waiters also sets `WAKE_PENDING`, cleared once its notify has
+//!    returned. A walk that finds a node already cancelled with
+//!    `WAKE_PENDING` notifies it too. `SUBTREE_CANCELLED` on a node means
+//!    every strict descendant's wake has been delivered, so a walk may stop
+//!    there after handling that node's own `WAKE_PENDING`.
 //!
 //! # Memory ordering
 //!
@@ -56,6 +85,7 @@
 
 mod drain;
 mod links;
+mod lock;
 mod node_ref;
 pub(crate) mod state;
 mod walk;
@@ -74,7 +104,7 @@ pub(crate) use self::links::for_each_child;
 use self::links::{ChildList, Siblings};
 pub(crate) use self::node_ref::NodeRef;
 pub(crate) use self::walk::{cancel_subtree, cancel_subtree_and};
-use crate::sync::{spin_loop, AtomicUsize, Ordering};
+use crate::sync::{AtomicUsize, Ordering};
 
 /// A node's label: free for `&'static str`, owned otherwise.
 pub(crate) type Label = Cow<'static, str>;
@@ -141,56 +171,11 @@ impl Node {
         self.label.as_deref().cloned()
     }
 
-    /// Changes the state word with `change` (given the current value, it
-    /// returns the new one, or `None` to leave it) as one compare-and-swap,
-    /// waiting while the child-list lock is held. Returns the value before.
+    /// Changes the state word with `change`, waiting while the child list
+    /// is locked; see [`lock::update`]. Returns the value before.
     #[inline]
-    fn update(&self, mut change: impl FnMut(usize) -> Option<usize>) -> usize {
-        let mut current = self.state.load(Ordering::Acquire);
-        loop {
-            if current & state::LOCKED != 0 {
-                spin_loop();
-                current = self.state.load(Ordering::Acquire);
-                continue;
-            }
-            let Some(next) = change(current) else {
-                return current;
-            };
-            if next == current {
-                return current; // nothing to change: no write at all
-            }
-            match self.state.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(prev) => return prev,
-                Err(actual) => current = actual,
-            }
-        }
-    }
-
-    /// Holds the child-list lock (the `LOCKED` bit) while `f` reads or
-    /// changes the list. `f` gets the state word without `LOCKED` and returns
-    /// the word to store when it is done: nobody else writes the word while
-    /// it is locked (they wait in [`update`](Self::update)), so one plain
-    /// store both applies `f`'s change and unlocks.
-    #[inline]
-    fn with_children<R>(&self, f: impl FnOnce(&mut ChildList, usize) -> (usize, R)) -> R {
-        crate::sync::interrupt_free(|| {
-            let unlocked = self.update(|current| Some(current | state::LOCKED));
-            // SAFETY: we set `LOCKED`, so we are the only thread with access
-            // to the list until the store below.
-            let list = unsafe { &mut *self.children.get() };
-            let (next, result) = f(list, unlocked);
-            debug_assert!(
-                next & state::LOCKED == 0,
-                "phaseout: a lock holder stored LOCKED"
-            );
-            self.state.store(next, Ordering::Release);
-            result
-        })
+    fn update(&self, change: impl FnMut(usize) -> Option<usize>) -> usize {
+        lock::update(&self.state, change)
     }
 
     /// Sets `CANCELLED` and wakes the waiters if it was not set. If the node
@@ -201,23 +186,43 @@ impl Node {
     fn mark_cancelled(&self, if_childless: usize) -> usize {
         let prev = self.update(|current| {
             let mut next = current | state::CANCELLED;
+            if !state::is_cancelled(current) && current & state::HAS_WAITERS != 0 {
+                next |= state::WAKE_PENDING; // until the wake below is done
+            }
             if state::live_children(current) == 0 {
                 next |= state::SUBTREE_CANCELLED | if_childless;
             }
-            Some(next)
+            (next != current).then_some(next)
         });
         if !state::is_cancelled(prev) {
-            // This RMW may also have given the turn (no child): one wake
-            // serves `cancelled()` and `turn()` waiters.
-            self.wake_waiters(prev);
+            if prev & state::HAS_WAITERS != 0 {
+                // This RMW may also have given the turn (no child): one wake
+                // serves `cancelled()` and `turn()` waiters.
+                self.notify_all();
+                self.update(|current| Some(current & !state::WAKE_PENDING));
+            }
+        } else if prev & state::WAKE_PENDING != 0 {
+            // Another thread cancelled this node and may not have woken its
+            // waiters yet (preempted, or a slow waker ahead of them). This
+            // `cancel()` must not return before they are woken (guarantee
+            // 14), so wake them too; a second notification is harmless.
+            self.notify_all();
         }
         prev
     }
 
-    /// Sets `flags`; returns the state before.
+    /// Sets `flags` (no write if they are all set); returns the state before.
     #[inline]
     fn set(&self, flags: usize) -> usize {
-        self.update(|current| Some(current | flags))
+        self.update(|current| (current | flags != current).then_some(current | flags))
+    }
+
+    /// Sets `HAS_WAITERS` after the caller registered its listener. Always
+    /// a write, even when the bit is already set, so that a notifier's RMW
+    /// reads it (invariant #4).
+    #[inline]
+    fn announce_waiter(&self) -> usize {
+        self.update(|current| Some(current | state::HAS_WAITERS))
     }
 
     /// Wakes every waiter if `prev` (the value the caller's RMW read) says
@@ -225,11 +230,17 @@ impl Node {
     #[inline]
     fn wake_waiters(&self, prev: usize) {
         if prev & state::HAS_WAITERS != 0 {
-            // Relaxed is enough: the caller's RMW read the waiter's
-            // `HAS_WAITERS` RMW (or a later value), so the waiter's listener
-            // insertion happens-before this call.
-            self.event.notify_relaxed(usize::MAX);
+            self.notify_all();
         }
+    }
+
+    /// Wakes every registered waiter.
+    #[inline]
+    fn notify_all(&self) {
+        // Relaxed is enough: the caller's RMW read the waiter's
+        // `HAS_WAITERS` RMW (or a later value), so the waiter's listener
+        // insertion happens-before this call (invariant #4).
+        self.event.notify_relaxed(usize::MAX);
     }
 
     /// Polls until `ready(state)` holds, parking in `listener` meanwhile.
@@ -251,7 +262,7 @@ impl Node {
             }
             // Register first, then announce and re-check (invariant #4).
             let registered = self.event.listen();
-            if ready(self.set(state::HAS_WAITERS)) {
+            if ready(self.announce_waiter()) {
                 return Poll::Ready(());
             }
             *listener = Some(registered);
@@ -272,7 +283,7 @@ impl Node {
                 return true;
             }
             let registered = self.event.listen();
-            if ready(self.set(state::HAS_WAITERS)) {
+            if ready(self.announce_waiter()) {
                 return true;
             }
             match deadline {
@@ -287,26 +298,82 @@ impl Node {
     }
 }
 
+/// Holds `node`'s child-list lock (the `LOCKED` bit) while `f` reads or
+/// changes the list. `f` gets the state word without `LOCKED` and returns
+/// the word to write when it is done: nobody else writes the word while it
+/// is locked (they wait in [`lock::update`]), so that one write both applies
+/// `f`'s change and unlocks. If `f` panics, the word is put back as it was,
+/// so `f` must not change the list before its last step that can panic.
+///
+/// It takes a raw pointer, not `&Node`: once the lock is released the node
+/// may be freed by another thread before this function returns, and no
+/// reference to it may then be live (invariant #7).
+///
+/// # Safety
+///
+/// `node` came from [`NodeRef::as_ptr`] and the node stays alive until the
+/// lock is released: the caller holds a count, or the node has a linked
+/// child that cannot drain before this call unlinks it.
+#[inline]
+unsafe fn with_children<R>(
+    node: *const Node,
+    f: impl FnOnce(&mut ChildList, usize) -> (usize, R),
+) -> R {
+    crate::sync::interrupt_free(|| {
+        // SAFETY: the node is alive until the release below (caller). Only
+        // the state word is borrowed across the release, and it is an
+        // atomic, whose reference may dangle once unused (as in `Arc`).
+        let held = lock::Held::take(unsafe { &(*node).state });
+        // SAFETY: we hold `LOCKED`, so we are the only thread with access
+        // to the list until the release.
+        let list = unsafe { &mut *(*node).children.get() };
+        let (next, result) = f(list, held.before());
+        held.release(next);
+        result
+    })
+}
+
 /// Creates a child of `parent`, or `None` if `parent` is cancelled.
 ///
 /// Counting and linking the child happen under the parent's lock, so a
 /// cancel walk either sees the child or made `child()` refuse (invariant #2).
+///
+/// # Panics
+///
+/// If `parent` already has [`state::MAX_CHILDREN`] live children; the lock
+/// is released first.
 #[inline]
 pub(crate) fn new_child(parent: &NodeRef, label: Option<Label>) -> Option<NodeRef> {
     if state::is_cancelled(parent.load()) {
         return None; // refused without allocating
     }
     let child = NodeRef::new(Node::new(label, NodeRef::as_ptr(parent)));
-    let linked = parent.with_children(|list, current| match state::with_one_more_child(current) {
-        None => (current, false),
-        Some(next) => {
-            links::push_front(list, &child);
-            (next, true)
+    // SAFETY: the caller's `parent` holds a count of the node.
+    let linked = unsafe {
+        with_children(
+            NodeRef::as_ptr(parent),
+            |list, current| match state::with_one_more_child(current) {
+                Ok(next) => {
+                    links::push_front(list, &child);
+                    (next, Ok(()))
+                }
+                Err(refused) => (current, Err(refused)),
+            },
+        )
+    };
+    match linked {
+        Ok(()) => Some(child),
+        // Cancelled between the first look and the lock: the unshared child
+        // is simply freed again, and no node ever existed in the tree.
+        Err(state::NoChild::Cancelled) => None,
+        Err(state::NoChild::Full) => {
+            drop(child);
+            panic!(
+                "phaseout: a node cannot have more than {} live children",
+                state::MAX_CHILDREN
+            )
         }
-    });
-    // Cancelled between the first look and the lock: the unshared child is
-    // simply freed again, and no node ever existed in the tree.
-    linked.then_some(child)
+    }
 }
 
 impl Drop for Node {

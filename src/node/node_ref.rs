@@ -12,7 +12,7 @@ use core::ops::Deref;
 use core::ptr::NonNull;
 
 use super::Node;
-use crate::sync::{fence, Ordering};
+use crate::sync::{fence, AtomicUsize, Ordering};
 
 /// A counted reference to a [`Node`]; the node is freed with the last one.
 pub(crate) struct NodeRef {
@@ -62,18 +62,60 @@ impl NodeRef {
     pub(crate) unsafe fn new_count(ptr: *const Node) -> Self {
         // SAFETY: the caller promises the node is alive.
         let node = unsafe { &*ptr };
-        node.refs.fetch_add(1, Ordering::Relaxed);
+        count_one_more(&node.refs);
         // SAFETY: we just took the count that the new `NodeRef` owns.
         unsafe { Self::from_raw(ptr) }
+    }
+}
+
+/// The most counts a node may have. Past it the process aborts, as `Arc`
+/// does: safe code can leak counts without end (`mem::forget` of a token,
+/// or of a future, which leaks no memory at all), and on a 32-bit target
+/// 2^32 of them take seconds. Had the count wrapped instead, the next drop
+/// would free a node that is still in use. Half the range leaves room for
+/// every thread that may be between its increment and this check.
+const MAX_COUNT: usize = isize::MAX as usize;
+
+/// Takes one more count of a node, or aborts if that would pass
+/// [`MAX_COUNT`].
+#[inline]
+fn count_one_more(refs: &AtomicUsize) {
+    // Relaxed, as for `Arc`: holding a count already keeps the node alive,
+    // and a new count orders nothing.
+    let before = refs.fetch_add(1, Ordering::Relaxed);
+    if before > MAX_COUNT {
+        too_many_counts();
+    }
+}
+
+/// Ends the process: a node's count would wrap.
+#[cold]
+#[inline(never)]
+fn too_many_counts() -> ! {
+    #[cfg(feature = "std")]
+    {
+        std::eprintln!("phaseout: a node has more than {MAX_COUNT} tokens or futures; aborting");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        // `core` has no abort. A panic while panicking aborts; with
+        // `panic = "abort"`, as firmware usually builds, the first one does.
+        struct PanicAgain;
+        impl Drop for PanicAgain {
+            fn drop(&mut self) {
+                panic!("phaseout: a node has too many tokens or futures");
+            }
+        }
+        let _again = PanicAgain;
+        panic!("phaseout: a node has more than {MAX_COUNT} tokens or futures");
     }
 }
 
 impl Clone for NodeRef {
     #[inline]
     fn clone(&self) -> Self {
-        // Relaxed, as for `Arc`: holding a count already keeps the node alive,
-        // and a new count orders nothing.
-        self.refs.fetch_add(1, Ordering::Relaxed);
+        count_one_more(&self.refs);
         Self { ptr: self.ptr }
     }
 }

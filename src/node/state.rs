@@ -10,15 +10,18 @@
 //! | 2               | `OWNER_DONE`        | the owning `Phaser`'s `Drop`              | never |
 //! | 3               | `PANICKED`          | the owning `Phaser`'s `Drop`, while its thread panics | never |
 //! | 4               | `HAS_WAITERS`       | a waiter, *after* it registered its listener | never |
-//! | 5               | `LOCKED`            | whoever reads or changes the child list   | by the same thread, with the store that ends its change |
-//! | 6 ..= usize::BITS-1 | live-child count | `+1` by `child()` as it links a child, `-1` as a drained child unlinks | — |
+//! | 5               | `LOCKED`            | whoever reads or changes the child list   | by the same thread, with the write that ends its change |
+//! | 6               | `LOCK_SLEEPERS`     | a thread that gave up spinning on `LOCKED` and is about to sleep (std) | by the lock holder's unlock, which then wakes the sleepers |
+//! | 7               | `WAKE_PENDING`      | the RMW that cancels a node with waiters  | by the same thread once its `notify` returned |
+//! | 8 ..= usize::BITS-1 | live-child count | `+1` by `child()` as it links a child, `-1` as a drained child unlinks | — |
 //!
 //! `LOCKED` makes the word its own lock for the child list: every other
-//! write to the word is a compare-and-swap that waits while `LOCKED` is set,
-//! so the lock holder can end its critical section with a plain store of the
-//! final value. That lets `child()` count and link a child with one RMW and
-//! one store, and a drained child unlink and give its count back the same
-//! way.
+//! write to the word is a compare-and-swap that waits while `LOCKED` is set
+//! (only `LOCK_SLEEPERS` may be added meanwhile), so the lock holder ends its
+//! critical section by writing the final value in one step. That lets
+//! `child()` count and link a child with one RMW to lock and one write to
+//! unlock, and a drained child unlink and give its count back the same way.
+//! See `lock.rs` for how a waiter spins, then sleeps.
 //!
 //! Derived states (none of them needs a bit of its own):
 //!
@@ -45,12 +48,19 @@ pub(crate) const PANICKED: usize = 1 << 3;
 pub(crate) const HAS_WAITERS: usize = 1 << 4;
 /// The child list is being read or changed; see the module doc.
 pub(crate) const LOCKED: usize = 1 << 5;
+/// Some thread sleeps until `LOCKED` is cleared: the holder must wake it
+/// (`lock.rs`). Only ever set together with `LOCKED`.
+pub(crate) const LOCK_SLEEPERS: usize = 1 << 6;
+/// The node was cancelled while it had waiters, and the thread that
+/// cancelled it has not finished waking them. Another `cancel()` that finds
+/// this wakes them itself before it returns (guarantee 14).
+pub(crate) const WAKE_PENDING: usize = 1 << 7;
 /// How far the live-child count is shifted.
-const COUNT_SHIFT: u32 = 6;
+const COUNT_SHIFT: u32 = 8;
 /// One live child, in the units of the state word.
 pub(crate) const ONE_CHILD: usize = 1 << COUNT_SHIFT;
 /// The largest number of live children one node can have:
-/// 2^58 − 1 on 64-bit targets, 2^26 − 1 (67,108,863) on 32-bit ones.
+/// 2^56 − 1 on 64-bit targets, 2^24 − 1 (16,777,215) on 32-bit ones.
 pub(crate) const MAX_CHILDREN: usize = usize::MAX >> COUNT_SHIFT;
 
 /// Number of live (not yet drained) children in `state`.
@@ -77,25 +87,30 @@ pub(crate) const fn is_drained(state: usize) -> bool {
     state & OWNER_DONE != 0 && live_children(state) == 0
 }
 
-/// The state after adding one live child, or `None` if `state` is cancelled
-/// (a cancelled node accepts no child).
+/// Why a node did not take one more child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoChild {
+    /// The node is cancelled: it accepts no child (guarantee 4).
+    Cancelled,
+    /// The node already has [`MAX_CHILDREN`] live children; one more would
+    /// wrap the count into the flag bits.
+    Full,
+}
+
+/// The state after adding one live child, or why not.
 ///
-/// # Panics
-///
-/// If the node already has [`MAX_CHILDREN`] live children. That needs more
-/// memory than a 32- or 64-bit address space has (each child takes dozens
-/// of bytes), so it cannot happen in a working program; the count must
-/// never wrap into the flag bits silently.
+/// It never panics: it runs while the child-list lock is held, and a panic
+/// there would leave the lock held (guarantee 13). The caller reports
+/// [`NoChild::Full`] after unlocking.
 #[inline]
-pub(crate) fn with_one_more_child(state: usize) -> Option<usize> {
+pub(crate) const fn with_one_more_child(state: usize) -> Result<usize, NoChild> {
     if is_cancelled(state) {
-        return None;
+        return Err(NoChild::Cancelled);
     }
-    assert!(
-        live_children(state) < MAX_CHILDREN,
-        "phaseout: a node cannot have more than {MAX_CHILDREN} live children"
-    );
-    Some(state + ONE_CHILD)
+    if live_children(state) >= MAX_CHILDREN {
+        return Err(NoChild::Full);
+    }
+    Ok(state + ONE_CHILD)
 }
 
 #[cfg(test)]
@@ -104,7 +119,14 @@ mod tests {
 
     #[test]
     fn flags_and_count_do_not_overlap() {
-        let flags = CANCELLED | SUBTREE_CANCELLED | OWNER_DONE | PANICKED | HAS_WAITERS | LOCKED;
+        let flags = CANCELLED
+            | SUBTREE_CANCELLED
+            | OWNER_DONE
+            | PANICKED
+            | HAS_WAITERS
+            | LOCKED
+            | LOCK_SLEEPERS
+            | WAKE_PENDING;
         assert_eq!(flags & ONE_CHILD, 0);
         assert_eq!(flags, ONE_CHILD - 1);
         assert_eq!(live_children(flags), 0);
@@ -124,34 +146,34 @@ mod tests {
 
     #[test]
     fn adding_a_child_counts_it_unless_cancelled() {
-        assert_eq!(with_one_more_child(0), Some(ONE_CHILD));
+        assert_eq!(with_one_more_child(0), Ok(ONE_CHILD));
         assert_eq!(
             with_one_more_child(HAS_WAITERS | ONE_CHILD),
-            Some(HAS_WAITERS | (2 * ONE_CHILD))
+            Ok(HAS_WAITERS | (2 * ONE_CHILD))
         );
-        assert_eq!(with_one_more_child(CANCELLED), None);
+        assert_eq!(with_one_more_child(CANCELLED), Err(NoChild::Cancelled));
         assert_eq!(
             with_one_more_child(CANCELLED | (MAX_CHILDREN << COUNT_SHIFT)),
-            None
+            Err(NoChild::Cancelled)
         );
         let one_below = (MAX_CHILDREN - 1) << COUNT_SHIFT;
         assert_eq!(
-            live_children(with_one_more_child(one_below).unwrap()),
-            MAX_CHILDREN
+            with_one_more_child(one_below).map(live_children),
+            Ok(MAX_CHILDREN)
         );
     }
 
     #[test]
-    #[should_panic(expected = "phaseout: a node cannot have more than")]
-    fn adding_a_child_past_the_limit_panics_instead_of_wrapping() {
-        let _ = with_one_more_child((MAX_CHILDREN << COUNT_SHIFT) | HAS_WAITERS);
+    fn adding_a_child_past_the_limit_is_refused_instead_of_wrapping() {
+        let full = (MAX_CHILDREN << COUNT_SHIFT) | HAS_WAITERS;
+        assert_eq!(with_one_more_child(full), Err(NoChild::Full));
     }
 
     #[test]
     fn limit_matches_pointer_width() {
         #[cfg(target_pointer_width = "64")]
-        assert_eq!(MAX_CHILDREN, (1 << 58) - 1);
+        assert_eq!(MAX_CHILDREN, (1 << 56) - 1);
         #[cfg(target_pointer_width = "32")]
-        assert_eq!(MAX_CHILDREN, (1 << 26) - 1);
+        assert_eq!(MAX_CHILDREN, (1 << 24) - 1);
     }
 }
