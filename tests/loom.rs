@@ -11,6 +11,8 @@
 //! take many minutes); `LOOM_MAX_PREEMPTIONS` overrides that for all.
 #![cfg(loom)]
 
+use std::future::Future;
+
 use loom::future::block_on;
 use loom::thread;
 use phaseout::Phaser;
@@ -155,5 +157,91 @@ fn last_child_wakes_turn_vs_owner_dropping_at_turn() {
         block_on(parent.turn());
         drop(parent);
         dropper.join().unwrap();
+    });
+}
+
+/// 8. The child-list lock's sleep/wake handshake: two threads need the same
+///    parent's lock (one links a new child, one unlinks a drained one) while
+///    a third cancels the parent's subtree. Under loom a waiter looks at the
+///    locked word once and then sleeps, so every interleaving of "announce
+///    `LOCK_SLEEPERS`" against "release with a swap" is explored; a sleeper
+///    that is never woken is a deadlock, which loom reports.
+#[test]
+fn lock_sleeper_vs_release() {
+    model(2, || {
+        let parent = loom::sync::Arc::new(Phaser::new());
+        let old = parent.child().unwrap();
+        let maker = {
+            let parent = parent.clone();
+            thread::spawn(move || parent.child().ok())
+        };
+        let dropper = thread::spawn(move || drop(old));
+        let made = maker.join().unwrap();
+        dropper.join().unwrap();
+        assert_eq!(parent.live_children(), usize::from(made.is_some()));
+        parent.cancel();
+        drop(made);
+        assert!(parent.is_turn());
+    });
+}
+
+/// 9. A waiter whose announcement finds `HAS_WAITERS` already set (an earlier
+///    waiter registered and left) vs `cancel()`: the announcement still
+///    writes the word, so the canceller's RMW reads it and the waiter's
+///    listener is visible to the notify without relying on event-listener
+///    taking its lock (node invariant #4).
+#[test]
+fn second_waiter_announcement_vs_cancel() {
+    model(3, || {
+        let node = Phaser::new();
+        let token = node.token();
+        {
+            // The first waiter sets HAS_WAITERS and goes away.
+            let mut first = token.cancelled();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(std::pin::Pin::new(&mut first).poll(&mut cx).is_pending());
+        }
+        let waiter = thread::spawn(move || block_on(token.cancelled()));
+        node.cancel();
+        waiter.join().unwrap();
+    });
+}
+
+/// 10. Guarantee 14: a `cancel()` that finds a node already cancelled by
+///     another thread that has not woken its waiters yet wakes them itself,
+///     so when it returns the waiter has been woken.
+#[test]
+fn ancestor_cancel_returns_after_the_waiters_below_are_woken() {
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    // A loom atomic, so that loom sees the wake and the check as racing
+    // (with a plain one it would not reorder them).
+    use loom::sync::atomic::{AtomicBool, Ordering};
+
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    model(3, || {
+        let root = Phaser::new();
+        let middle = root.child().unwrap();
+        let middle_token = middle.token();
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let mut waiting = middle.token().cancelled();
+        let waker = Waker::from(flag.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(std::pin::Pin::new(&mut waiting).poll(&mut cx).is_pending());
+        let other = thread::spawn(move || middle_token.cancel());
+        root.cancel();
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "cancel() returned before a waiter in its subtree was woken"
+        );
+        other.join().unwrap();
+        drop(middle);
     });
 }

@@ -56,10 +56,11 @@ use super::state::{LOCKED, LOCK_SLEEPERS};
 /// How many times a waiter looks at a locked word before it sleeps (with
 /// `std`). A holder's critical section is a few pointer writes, except for
 /// the cancel walk and reports that collect a long child list; this covers
-/// the first kind. Under loom, one look, so that the sleep handshake is
-/// what the model explores.
+/// the first kind. Under loom, none: a spinning thread yields to the
+/// holder there, so it would never sleep, and the sleep handshake is what
+/// the models must explore.
 #[cfg(feature = "std")]
-const SPINS: u32 = if cfg!(loom) { 1 } else { 100 };
+const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
 
 /// Changes the word with `change` (given the current value, it returns the
 /// new one, or `None` to leave the word as it is) as one compare-and-swap,

@@ -144,3 +144,61 @@ impl Deref for NodeRef {
         unsafe { self.ptr.as_ref() }
     }
 }
+
+#[cfg(all(test, feature = "std", not(miri), not(loom)))]
+mod tests {
+    use std::process::Command;
+
+    use super::{NodeRef, MAX_COUNT};
+    use crate::node::Node;
+    use crate::sync::Ordering;
+
+    /// Set in the child process that runs the aborting half of a test.
+    const CHILD: &str = "PHASEOUT_TEST_CHILD";
+
+    #[test]
+    fn a_count_past_the_limit_aborts_instead_of_wrapping() {
+        if std::env::var_os(CHILD).is_some() {
+            let node = NodeRef::new(Node::new(None, core::ptr::null()));
+            // As if `MAX_COUNT - 1` tokens had been leaked with `mem::forget`.
+            node.refs.store(MAX_COUNT, Ordering::Relaxed);
+            let at_limit = node.clone();
+            core::mem::forget(at_limit);
+            println!("at the limit");
+            let past = node.clone(); // must abort here
+            core::mem::forget(past);
+            println!("past the limit");
+            return;
+        }
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "node::node_ref::tests::a_count_past_the_limit_aborts_instead_of_wrapping",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stdout.contains("at the limit"), "{stdout}\n{stderr}");
+        assert!(
+            !stdout.contains("past the limit"),
+            "the count went past the limit: {stdout}"
+        );
+        assert!(stderr.contains("aborting"), "{stderr}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                output.status.signal(),
+                Some(6),
+                "not SIGABRT: {:?}",
+                output.status
+            );
+        }
+        #[cfg(not(unix))]
+        assert!(!output.status.success());
+    }
+}

@@ -62,3 +62,50 @@ pub const fn scaled(full: usize, miri: usize) -> usize {
         full
     }
 }
+
+/// Set in a child process that runs one test's scenario (see `isolated`).
+pub const ISOLATED: &str = "PHASEOUT_ISOLATED_SCENARIO";
+
+/// How a scenario run in its own process ended.
+pub enum Isolated {
+    /// It exited; its output.
+    Exited(std::process::Output),
+    /// It was still running after the timeout and was killed.
+    TimedOut { stdout: String },
+}
+
+/// Runs the test `name` of the current test binary again in a child process
+/// with [`ISOLATED`] set, so that a scenario that may hang, abort or change
+/// scheduling policy cannot take the test run with it. Kills it after
+/// `timeout`.
+pub fn isolated(name: &str, timeout: std::time::Duration) -> Isolated {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(ISOLATED, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Isolated::Exited(child.wait_with_output().unwrap());
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut stdout = String::new();
+            let _ = child.stdout.take().unwrap().read_to_string(&mut stdout);
+            return Isolated::TimedOut { stdout };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether this process is the child of [`isolated`].
+pub fn in_isolation() -> bool {
+    std::env::var_os(ISOLATED).is_some()
+}
