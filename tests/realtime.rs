@@ -103,7 +103,10 @@ fn realtime_thread_sleeps_instead_of_spinning_on_a_preempted_holder() {
             assert!(output.status.success(), "{stdout}\n{stderr}");
             let line = stdout
                 .lines()
-                .find(|line| line.starts_with("RESULT:") || line.starts_with("SKIP:"))
+                .find_map(|line| {
+                    let at = line.find("RESULT:").or_else(|| line.find("SKIP:"))?;
+                    Some(&line[at..])
+                })
                 .unwrap_or_else(|| panic!("the scenario printed no result:\n{stdout}\n{stderr}"));
             println!("{line}");
         }
