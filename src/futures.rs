@@ -4,6 +4,17 @@
 //! All of them are `Send`, `Unpin` and [`FusedFuture`]; they may be polled
 //! again after they were ready (they stay ready), and they are
 //! cancellation-safe: dropping one unregisters its waker.
+//!
+//! # Wakers must not re-enter
+//!
+//! Waiting tasks are woken through [`event_listener`], which calls
+//! [`Waker::wake`](core::task::Waker::wake) while it holds the event's own
+//! lock. A waker that polls its task inline, or that drops a pending future
+//! or the `Phaser` of the same node from inside `wake()`, would deadlock on
+//! that lock. The executors people use (smol, tokio, async-std,
+//! futures-executor, pollster, embassy) only schedule the task in `wake()`,
+//! and phaseout's tests check each host one; a hand-written waker must do
+//! the same.
 
 use alloc::boxed::Box;
 use core::fmt;

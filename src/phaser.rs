@@ -83,9 +83,10 @@ impl Phaser {
     /// # Panics
     ///
     /// If this node already has the most live children its state word can
-    /// count: 2^58 − 1 on 64-bit targets, 2^26 − 1 (67,108,863) on 32-bit
-    /// ones. That many nodes do not fit in the address space, so a working
-    /// program never gets there; the count never wraps silently.
+    /// count: 2^56 − 1 on 64-bit targets, 2^24 − 1 (16,777,215) on 32-bit
+    /// ones, where a program can get there. The count never wraps, and the
+    /// panic leaves the node usable: it can still be cancelled, and its
+    /// children still drain.
     ///
     /// ```
     /// let root = phaseout::Phaser::new();

@@ -11,6 +11,11 @@ use crate::node::{self, state, NodeRef};
 /// but does not own a place in the tree. A token never keeps its node from
 /// draining: only the node's [`Phaser`](crate::Phaser) and its children do.
 ///
+/// A node counts its tokens and futures; like `Arc`, cloning one past
+/// `isize::MAX` of them (only possible by leaking them with
+/// [`mem::forget`](core::mem::forget)) aborts the process rather than let
+/// the count wrap.
+///
 /// # Examples
 ///
 /// ```

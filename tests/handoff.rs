@@ -12,7 +12,7 @@ use std::thread;
 use phaseout::Phaser;
 
 /// Rounds per test: few under Miri (it runs each test over many seeds).
-const ROUNDS: usize = if cfg!(miri) { 2 } else { 2_000 };
+const ROUNDS: usize = if cfg!(miri) { 20 } else { 2_000 };
 
 /// Runs `a` and `b` on two threads, released at the same moment.
 fn race(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
@@ -28,31 +28,49 @@ fn race(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
 }
 
 /// The owner of a child drops it while the owner of its parent drops the
-/// parent: the child's drain unlocks the parent, and the parent may drain and
-/// be freed by the other thread at once.
+/// parent the moment the child is gone: the child's drain releases the
+/// parent's lock, and the parent's owner may drain and free the parent
+/// while the child's thread is still returning from that release.
 #[test]
-fn dropping_a_parent_and_its_only_child_at_once() {
+fn dropping_a_parent_as_soon_as_its_only_child_unlinked() {
     for _ in 0..ROUNDS {
         let root = Phaser::new();
         let parent = root.child().unwrap();
         let child = parent.child().unwrap();
-        race(move || drop(child), move || drop(parent));
+        race(
+            move || drop(child),
+            move || {
+                while parent.live_children() != 0 {
+                    thread::yield_now();
+                }
+                drop(parent); // drains and frees it at once
+            },
+        );
         assert_eq!(root.live_children(), 0);
         assert!(!root.is_cancelled());
     }
 }
 
-/// The mirror case: the owner marks its node done while the last child drains
-/// it on the other thread and frees it.
+/// The mirror case: the owner of the parent marks it done while its child
+/// is live, and the child, dropped the moment it sees the cancel, drains
+/// and frees the parent while the owner's thread is still returning from
+/// marking it.
 #[test]
 fn dropping_a_parent_while_its_last_child_drains_it() {
     for _ in 0..ROUNDS {
-        let parent = Phaser::new();
-        let token = parent.token();
+        let root = Phaser::new();
+        let parent = root.child().unwrap();
         let child = parent.child().unwrap();
-        parent.cancel();
-        race(move || drop(parent), move || drop(child));
-        assert!(token.is_cancelled());
+        race(
+            move || drop(parent), // cancels the child, then marks itself done
+            move || {
+                while !child.is_cancelled() {
+                    thread::yield_now();
+                }
+                drop(child);
+            },
+        );
+        assert_eq!(root.live_children(), 0);
     }
 }
 

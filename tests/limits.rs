@@ -28,7 +28,10 @@ fn run(name: &str) -> std::process::Output {
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "billions of operations: run with --release")]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "billions of operations: run with --release"
+)]
 fn leaking_tokens_past_the_count_limit_aborts() {
     if in_isolation() {
         let root = Phaser::new();
@@ -75,6 +78,9 @@ fn a_full_parent_refuses_with_a_panic_and_stays_usable() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("cannot have more than 16777215 live children"), "{stdout}");
+    assert!(
+        stdout.contains("cannot have more than 16777215 live children"),
+        "{stdout}"
+    );
     assert!(stdout.contains("usable after the panic"), "{stdout}");
 }

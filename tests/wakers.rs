@@ -253,3 +253,68 @@ fn reentrant_wakers_pollster() {
         canceller.join().unwrap();
     });
 }
+
+/// A waker that cancels a token when woken: a natural way to link one
+/// cancellation to another, and it runs inside event-listener's lock.
+struct CancelOnWake(Token);
+
+impl Wake for CancelOnWake {
+    fn wake(self: Arc<Self>) {
+        self.0.cancel();
+    }
+}
+
+/// A waker that drops a `Phaser` when woken.
+struct DropOnWake(std::sync::Mutex<Option<Phaser>>);
+
+impl Wake for DropOnWake {
+    fn wake(self: Arc<Self>) {
+        drop(self.0.lock().unwrap().take());
+    }
+}
+
+/// Registers `cancelled()` of `token` with `waker`; returns the future.
+fn waiting_with(token: &Token, waker: Waker) -> impl Future<Output = ()> + Unpin {
+    let mut waiting = token.cancelled();
+    assert!(poll_once(&mut waiting, &waker).is_pending());
+    waiting
+}
+
+#[test]
+fn a_waker_may_cancel_the_node_it_is_woken_for() {
+    within_a_minute("cancel from wake()", || {
+        let node = Phaser::new();
+        let token = node.token();
+        let _waiting = waiting_with(&token, Waker::from(Arc::new(CancelOnWake(token.clone()))));
+        node.cancel();
+        assert!(node.is_turn());
+    });
+}
+
+#[test]
+fn a_waker_may_cancel_an_ancestor_of_the_node_it_is_woken_for() {
+    within_a_minute("ancestor cancel from wake()", || {
+        let root = Phaser::new();
+        let child = root.child().unwrap();
+        let grandchild = child.child().unwrap();
+        let _waiting = waiting_with(
+            &grandchild.token(),
+            Waker::from(Arc::new(CancelOnWake(root.token()))),
+        );
+        child.cancel(); // the waker then cancels the root, whose walk meets it
+        assert!(root.is_cancelled() && grandchild.is_cancelled());
+    });
+}
+
+#[test]
+fn a_waker_may_drop_the_phaser_of_the_node_it_is_woken_for() {
+    within_a_minute("owner drop from wake()", || {
+        let root = Phaser::new();
+        let node = root.child().unwrap();
+        let token = node.token();
+        let waker = Waker::from(Arc::new(DropOnWake(std::sync::Mutex::new(Some(node)))));
+        let _waiting = waiting_with(&token, waker);
+        root.cancel();
+        assert!(root.is_turn(), "the dropped node drained");
+    });
+}

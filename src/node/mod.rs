@@ -70,7 +70,10 @@
 //!    returned. A walk that finds a node already cancelled with
 //!    `WAKE_PENDING` notifies it too. `SUBTREE_CANCELLED` on a node means
 //!    every strict descendant's wake has been delivered, so a walk may stop
-//!    there after handling that node's own `WAKE_PENDING`.
+//!    there after handling that node's own `WAKE_PENDING`. The one
+//!    exception: a `cancel()` made by a waker, inside this thread's own
+//!    notify of that node, skips it (`notifying.rs`); the notify it is
+//!    inside wakes everyone before the outer call returns.
 //!
 //! # Memory ordering
 //!
@@ -87,6 +90,8 @@ mod drain;
 mod links;
 mod lock;
 mod node_ref;
+#[cfg(feature = "std")]
+mod notifying;
 pub(crate) mod state;
 mod walk;
 
@@ -201,11 +206,14 @@ impl Node {
                 self.notify_all();
                 self.update(|current| Some(current & !state::WAKE_PENDING));
             }
-        } else if prev & state::WAKE_PENDING != 0 {
+        } else if prev & state::WAKE_PENDING != 0 && !self.is_being_notified_here() {
             // Another thread cancelled this node and may not have woken its
             // waiters yet (preempted, or a slow waker ahead of them). This
             // `cancel()` must not return before they are woken (guarantee
-            // 14), so wake them too; a second notification is harmless.
+            // 14), so wake them too; a second notification is harmless. (If
+            // the notify in progress is this thread's own, further up the
+            // stack, from a waker that cancels, it will finish the job, and
+            // notifying from inside it would deadlock: see `notifying.rs`.)
             self.notify_all();
         }
         prev
@@ -240,7 +248,21 @@ impl Node {
         // Relaxed is enough: the caller's RMW read the waiter's
         // `HAS_WAITERS` RMW (or a later value), so the waiter's listener
         // insertion happens-before this call (invariant #4).
+        #[cfg(feature = "std")]
+        notifying::while_notifying(self, || self.event.notify_relaxed(usize::MAX));
+        #[cfg(not(feature = "std"))]
         self.event.notify_relaxed(usize::MAX);
+    }
+
+    /// Whether this thread is inside `notify_all` of this node (a waker
+    /// that cancels). Without `std` there is no way to know, and no such
+    /// waker is supported (README, "Wakers").
+    #[inline]
+    fn is_being_notified_here(&self) -> bool {
+        #[cfg(feature = "std")]
+        return notifying::is_notifying(self);
+        #[cfg(not(feature = "std"))]
+        return false;
     }
 
     /// Polls until `ready(state)` holds, parking in `listener` meanwhile.

@@ -1,0 +1,135 @@
+//! Oversubscription: 16 and 64 threads on this machine's cores, all creating
+//! and dropping children of one parent, phaseout beside tokio-util's
+//! `CancellationToken` (whose child list is behind a mutex).
+//!
+//! When a thread holding a parent's child-list lock is preempted, every other
+//! thread needs that lock. A lock that only spins burns each waiter's time
+//! slice; phaseout's waiters spin briefly, then sleep until the holder
+//! releases it (guarantee 12). Two measures:
+//!
+//! * throughput: criterion times batches of create+drop spread over all the
+//!   threads (`oversubscribed_{16,64}_threads`, time per operation);
+//! * the worst single operation: each thread times every one of its
+//!   operations; the run prints the median, 99.9th percentile and maximum
+//!   over all threads and rounds as `latency` lines, which `ci/bench.sh`
+//!   puts in the ratio table.
+
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use phaseout::Phaser;
+use tokio_util::sync::CancellationToken;
+
+/// The thread counts measured.
+const THREADS: [usize; 2] = [16, 64];
+
+/// Runs `op` `per_thread` times on each of `threads` threads, all released at
+/// once; returns the wall time until the last one finished.
+fn on_threads(threads: usize, per_thread: u64, op: &(impl Fn() + Sync)) -> Duration {
+    let start = Barrier::new(threads + 1);
+    let began = thread::scope(|scope| {
+        for _ in 0..threads {
+            let start = &start;
+            scope.spawn(move || {
+                start.wait();
+                for _ in 0..per_thread {
+                    op();
+                }
+            });
+        }
+        start.wait();
+        Instant::now()
+    });
+    began.elapsed()
+}
+
+/// Like [`on_threads`], timing every operation; returns all the durations.
+fn timed_on_threads(threads: usize, per_thread: usize, op: &(impl Fn() + Sync)) -> Vec<Duration> {
+    let start = Barrier::new(threads);
+    thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let start = &start;
+                scope.spawn(move || {
+                    let mut times = Vec::with_capacity(per_thread);
+                    start.wait();
+                    for _ in 0..per_thread {
+                        let began = Instant::now();
+                        op();
+                        times.push(began.elapsed());
+                    }
+                    times
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap())
+            .collect()
+    })
+}
+
+/// The peers, each as "make a parent, then an operation on it".
+fn phaseout_op() -> impl Fn() + Sync {
+    let parent = Phaser::new();
+    move || drop(std::hint::black_box(parent.child().unwrap()))
+}
+
+fn tokio_util_op() -> impl Fn() + Sync {
+    let parent = CancellationToken::new();
+    move || drop(std::hint::black_box(parent.child_token()))
+}
+
+fn throughput(c: &mut Criterion) {
+    for threads in THREADS {
+        let mut group = c.benchmark_group(format!("oversubscribed_{threads}_threads"));
+        group.sample_size(10);
+        group.measurement_time(Duration::from_secs(8));
+        group.warm_up_time(Duration::from_secs(1));
+        // `iters` operations in total, spread over the threads.
+        group.bench_function("phaseout", |b| {
+            let op = phaseout_op();
+            b.iter_custom(|iters| on_threads(threads, iters.div_ceil(threads as u64), &op));
+        });
+        group.bench_function("tokio-util", |b| {
+            let op = tokio_util_op();
+            b.iter_custom(|iters| on_threads(threads, iters.div_ceil(threads as u64), &op));
+        });
+        group.finish();
+    }
+}
+
+/// Percentiles of the single-operation times, printed for `ci/bench.sh`.
+fn latency() {
+    const ROUNDS: usize = 5;
+    const PER_THREAD: usize = 20_000;
+    for threads in THREADS {
+        for (peer, op) in [
+            ("phaseout", &phaseout_op() as &(dyn Fn() + Sync)),
+            ("tokio-util", &tokio_util_op()),
+        ] {
+            let mut times = Vec::new();
+            for _ in 0..ROUNDS {
+                times.extend(timed_on_threads(threads, PER_THREAD, &op));
+            }
+            times.sort_unstable();
+            let at = |fraction: f64| times[((times.len() - 1) as f64 * fraction) as usize];
+            println!(
+                "latency oversubscribed_{threads}_threads {peer} median_ns {} p999_ns {} max_ns {} ops {}",
+                at(0.5).as_nanos(),
+                at(0.999).as_nanos(),
+                times[times.len() - 1].as_nanos(),
+                times.len()
+            );
+        }
+    }
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    throughput(&mut criterion);
+    criterion.final_summary();
+    latency();
+}
