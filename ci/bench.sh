@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"/..
 
 cargo bench --bench peers -- "$@"
+cargo bench --bench oversubscribed -- "$@" | tee target/oversubscribed.txt
 cargo bench --bench heap | tee target/heap.txt
 
 python3 - <<'PY'
@@ -38,6 +39,8 @@ rows = [
     ("cancel 100k fanout 10, waiter on each, per node", "cancel_tree_fanout10_100000", 100_000, 3),
     ("cancel 10k chain, waiter on each, per node", "cancel_tree_chain_10000", 10_000, 3),
     ("cross-thread wake latency", "wake_latency", 1, None),
+    ("child create + drop, 16 threads on 2 cores, one parent (throughput)", "oversubscribed_16_threads", 1, 1),
+    ("child create + drop, 64 threads on 2 cores, one parent (throughput)", "oversubscribed_64_threads", 1, 1),
 ]
 print("| operation | phaseout min / median / max | peer | peer min / median / max | peer ÷ phaseout (median) | goal |")
 print("| --- | --- | --- | --- | --- | --- |")
@@ -55,6 +58,17 @@ for title, group, per, goal in rows:
         print(f"| {title} | {' / '.join(fmt(t) for t in ours)} | {peer} | {' / '.join(fmt(t) for t in theirs)} | {ratio:.2f}× | {goal_text} |")
 cascade = per_iter("drain_cascade_chain_1000000", "phaseout")
 print(f"| drain cascade, 1,000,000 chain, leaf dropped last, per node | {' / '.join(fmt(t / 1e6) for t in cascade)} | (no peer has this) | | | ≤ 10 ns |")
+latency = {}
+for line in open("target/oversubscribed.txt"):
+    if line.startswith("latency "):
+        words = line.split()
+        latency[(words[1], words[2])] = dict(zip(words[3::2], map(int, words[4::2])))
+for threads in (16, 64):
+    group = f"oversubscribed_{threads}_threads"
+    ours = latency[(group, "phaseout")]
+    theirs = latency[(group, "tokio-util")]
+    cells = lambda l: f"{fmt(l['median_ns'])} / {fmt(l['p999_ns'])} / {fmt(l['max_ns'])}"
+    print(f"| single create + drop, {threads} threads on 2 cores: median / p99.9 / worst | {cells(ours)} | tokio-util | {cells(theirs)} | {theirs['max_ns'] / ours['max_ns']:.2f}× (worst) | worst ≤ tokio-util's |")
 heap = dict(line.split()[1:] for line in open("target/heap.txt") if line.startswith("heap_bytes_per_node"))
 print(f"| heap bytes per unlabeled node | {heap['phaseout']} B | tokio-util | {heap['tokio-util']} B | {int(heap['tokio-util']) / int(heap['phaseout']):.2f}× | ≤ 64 B |")
 PY
