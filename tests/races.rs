@@ -6,32 +6,12 @@ mod common;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use common::{scaled, Sequence};
+use common::{scaled, within_a_minute, Sequence};
 use phaseout::Phaser;
-
-/// Runs `f` on another thread and fails the test if it has not finished
-/// within a minute: a lost wake-up shows up as a hang.
-fn within_a_minute(what: &str, f: impl FnOnce() + Send + 'static) {
-    let (done, finished) = mpsc::channel();
-    let worker = thread::spawn(move || {
-        f();
-        let _ = done.send(());
-    });
-    match finished.recv_timeout(Duration::from_secs(60)) {
-        Ok(()) => worker.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = worker.join() {
-                std::panic::resume_unwind(panic)
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: hung (lost wake-up?)"),
-    }
-}
 
 // ===== 1. Order: random trees, one thread per node =====
 

@@ -22,26 +22,8 @@ use std::task::{Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
-use common::poll_once;
+use common::{poll_once, within_a_minute};
 use phaseout::{Phaser, Token};
-
-/// Runs `f` on its own thread; fails the test if it takes over a minute.
-fn within_a_minute(what: &str, f: impl FnOnce() + Send + 'static) {
-    let (done, finished) = mpsc::channel();
-    let worker = thread::spawn(move || {
-        f();
-        let _ = done.send(());
-    });
-    match finished.recv_timeout(Duration::from_secs(60)) {
-        Ok(()) => worker.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = worker.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: deadlock (no progress in 60 s)"),
-    }
-}
 
 /// A waker that, when woken, says so and then takes `delay` to return,
 /// like a waker that does real work or whose thread is preempted.

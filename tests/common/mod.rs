@@ -109,3 +109,25 @@ pub fn isolated(name: &str, timeout: std::time::Duration) -> Isolated {
 pub fn in_isolation() -> bool {
     std::env::var_os(ISOLATED).is_some()
 }
+
+/// Runs `f` on another thread and fails the test if it has not finished
+/// within a minute: a lost wake-up or a deadlock shows up as a hang.
+pub fn within_a_minute(what: &str, f: impl FnOnce() + Send + 'static) {
+    use std::sync::mpsc;
+    let (done, finished) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(()) => worker.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic)
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: deadlock or lost wake-up (no progress in 60 s)")
+        }
+    }
+}
