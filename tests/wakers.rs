@@ -89,9 +89,11 @@ fn at_once_holds_while_another_cancel_is_still_waking() {
 /// parent's turn).
 async fn reentering_task(phaser: Phaser, other_root: Token) {
     let mut other = phaser.token().cancelled();
-    // Register `other` too, so that dropping it removes a listener.
+    // Register `other` too, so that dropping it removes a listener. (On a
+    // slow machine, or under Miri, the cancel may already have come: then
+    // it is simply ready.)
     poll_fn(|cx| {
-        assert!(Pin::new(&mut other).poll(cx).is_pending());
+        let _ = Pin::new(&mut other).poll(cx);
         Poll::Ready(())
     })
     .await;
