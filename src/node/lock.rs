@@ -123,6 +123,11 @@ impl<'a> Held<'a> {
     /// moment: nothing of it is touched again here.
     #[inline]
     pub(super) fn release(self, next: usize) {
+        // Checked while the guard still restores the word if it fires.
+        debug_assert!(
+            next & (LOCKED | LOCK_SLEEPERS) == 0,
+            "phaseout: a lock holder wrote LOCKED"
+        );
         let word = self.word;
         core::mem::forget(self);
         unlock(word, next);
@@ -138,10 +143,6 @@ impl Drop for Held<'_> {
 /// Writes `next` and so releases the lock; wakes sleepers if there are any.
 #[inline]
 fn unlock(word: &AtomicUsize, next: usize) {
-    debug_assert!(
-        next & (LOCKED | LOCK_SLEEPERS) == 0,
-        "phaseout: a lock holder wrote LOCKED"
-    );
     #[cfg(feature = "std")]
     {
         // Only the address is kept: it names the parking slot.
@@ -156,20 +157,19 @@ fn unlock(word: &AtomicUsize, next: usize) {
 }
 
 /// Waits until `word` is not locked; returns the value that showed it.
+/// Spins (without `std`, for as long as it takes), then sleeps.
 #[cold]
 fn wait_unlocked(word: &AtomicUsize) -> usize {
     #[cfg(feature = "std")]
-    for _ in 0..SPINS {
-        spin_loop();
-        let current = word.load(Ordering::Acquire);
-        if current & LOCKED == 0 {
-            return current;
-        }
-    }
-    #[cfg(feature = "std")]
-    return parking::sleep_while_locked(word);
-    #[cfg(not(feature = "std"))]
+    let mut looks = 0;
     loop {
+        #[cfg(feature = "std")]
+        {
+            if looks == SPINS {
+                return parking::sleep_while_locked(word);
+            }
+            looks += 1;
+        }
         spin_loop();
         let current = word.load(Ordering::Acquire);
         if current & LOCKED == 0 {

@@ -409,7 +409,38 @@ impl Drop for Node {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::Node;
+    use super::{new_child, state, Node, NodeRef};
+    use crate::sync::Ordering;
+
+    /// A full parent: `child()` must panic *after* releasing the lock, so the
+    /// node stays usable (guarantee 13). Before 0.2 the limit's panic came
+    /// from inside the locked section and `LOCKED` stayed set for good.
+    #[test]
+    #[cfg(feature = "std")]
+    fn a_full_parent_panics_with_its_lock_released() {
+        let parent = NodeRef::new(Node::new(None, core::ptr::null()));
+        let full = state::MAX_CHILDREN * state::ONE_CHILD;
+        // As if MAX_CHILDREN children were linked (there is no memory for
+        // them on 64-bit targets; tests/limits.rs makes them for real on
+        // 32-bit ones).
+        parent.state.store(full, Ordering::Relaxed);
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            new_child(&parent, None);
+        }))
+        .unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(message.contains("cannot have more than"), "{message}");
+        let word = parent.load();
+        assert_eq!(word & state::LOCKED, 0, "the panic left the lock held");
+        assert_eq!(word, full, "the refused child changed the word");
+        parent.state.store(0, Ordering::Relaxed); // no children really exist
+        let child = new_child(&parent, None).expect("the parent is unusable");
+        assert_eq!(state::live_children(parent.load()), 1);
+        // SAFETY: `child` is the owner's count; the node drains here.
+        assert!(unsafe { super::release_owner(NodeRef::as_ptr(&child), false) });
+        assert_eq!(parent.load() & state::LOCKED, 0);
+        assert_eq!(state::live_children(parent.load()), 0);
+    }
 
     #[test]
     fn a_node_is_eight_words() {
