@@ -409,8 +409,7 @@ impl Drop for Node {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::{new_child, state, Node, NodeRef};
-    use crate::sync::Ordering;
+    use super::Node;
 
     /// A full parent: `child()` must panic *after* releasing the lock, so the
     /// node stays usable (guarantee 13). Before 0.2 the limit's panic came
@@ -418,13 +417,16 @@ mod tests {
     #[test]
     #[cfg(feature = "std")]
     fn a_full_parent_panics_with_its_lock_released() {
+        use super::{new_child, state, NodeRef};
+        use crate::sync::Ordering;
+
         let parent = NodeRef::new(Node::new(None, core::ptr::null()));
         let full = state::MAX_CHILDREN * state::ONE_CHILD;
         // As if MAX_CHILDREN children were linked (there is no memory for
         // them on 64-bit targets; tests/limits.rs makes them for real on
         // 32-bit ones).
         parent.state.store(full, Ordering::Relaxed);
-        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let panic = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
             new_child(&parent, None);
         }))
         .unwrap_err();
