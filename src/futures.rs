@@ -1,9 +1,14 @@
 //! The futures returned by [`Phaser`](crate::Phaser) and
 //! [`Token`](crate::Token).
 //!
-//! All of them are `Send`, `Unpin` and [`FusedFuture`]; they may be polled
-//! again after they were ready (they stay ready), and they are
-//! cancellation-safe: dropping one unregisters its waker.
+//! Every future of the crate owns what it needs: a counted reference to its
+//! node (which keeps the node's memory, never its shutdown, alive) and
+//! whatever future you handed it. So each is `Send + 'static` when its
+//! inputs are, and can be moved into a spawned task. They are
+//! [`FusedFuture`]s, may be polled again after they were ready (they stay
+//! ready), and are cancellation-safe: dropping one unregisters its waker.
+//! All but [`RunUntilCancelled`] (which is `Unpin` when its inner future is)
+//! are `Unpin`.
 //!
 //! # Wakers must not re-enter
 //!
@@ -25,12 +30,47 @@ use core::task::{Context, Poll};
 use event_listener::EventListener;
 use futures_core::FusedFuture;
 
-use crate::node::{state, Node, NodeRef};
+use crate::node::{state, NodeRef};
 use crate::Report;
 
-/// The future returned by [`Phaser::cancelled`](crate::Phaser::cancelled) and
-/// [`Token::cancelled`](crate::Token::cancelled): ready once the node is
-/// cancelled.
+/// Waits until a condition on the node's state word holds: the machinery
+/// shared by every future here.
+struct Until {
+    node: NodeRef,
+    ready: fn(usize) -> bool,
+    listener: Option<EventListener>,
+    done: bool,
+}
+
+impl Until {
+    fn new(node: NodeRef, ready: fn(usize) -> bool) -> Self {
+        Self {
+            node,
+            ready,
+            listener: None,
+            done: false,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done {
+            return Poll::Ready(());
+        }
+        let poll = self.node.poll_until(self.ready, &mut self.listener, cx);
+        self.done = poll.is_ready();
+        poll
+    }
+
+    fn debug(&self, f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+        f.debug_struct(name)
+            .field("label", &self.node.label())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future returned by `cancelled()` on a [`Phaser`](crate::Phaser) or a
+/// [`Token`](crate::Token): ready once the node is cancelled.
 ///
 /// It owns a reference to the node, so it is `'static`, and it never keeps
 /// the node from draining.
@@ -43,18 +83,19 @@ use crate::Report;
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Cancelled {
-    node: NodeRef,
-    listener: Option<EventListener>,
-    done: bool,
+    until: Until,
 }
 
 impl Cancelled {
     pub(crate) fn new(node: NodeRef) -> Self {
         Self {
-            node,
-            listener: None,
-            done: false,
+            until: Until::new(node, state::is_cancelled),
         }
+    }
+
+    /// Polls without pinning (it is `Unpin`); for the futures built on it.
+    fn poll_unpinned(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.until.poll(cx)
     }
 }
 
@@ -62,30 +103,19 @@ impl Future for Cancelled {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(());
-        }
-        let poll = this
-            .node
-            .poll_until(state::is_cancelled, &mut this.listener, cx);
-        this.done = poll.is_ready();
-        poll
+        self.get_mut().until.poll(cx)
     }
 }
 
 impl FusedFuture for Cancelled {
     fn is_terminated(&self) -> bool {
-        self.done
+        self.until.done
     }
 }
 
 impl fmt::Debug for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cancelled")
-            .field("label", &self.node.label())
-            .field("done", &self.done)
-            .finish_non_exhaustive()
+        self.until.debug(f, "Cancelled")
     }
 }
 
@@ -93,62 +123,60 @@ impl fmt::Debug for Cancelled {
 /// [`Phaser::shutdown`](crate::Phaser::shutdown): ready once the node is
 /// cancelled and every node below it has drained.
 ///
+/// It owns a reference to the node, so it is `'static` and can wait in a
+/// spawned task while the `Phaser` stays with its owner. That reference
+/// keeps the node's memory, not its shutdown: the node still drains when its
+/// `Phaser` is dropped.
+///
 /// ```
 /// let root = phaseout::Phaser::new();
 /// let child = root.child().unwrap();
+/// let turn = root.turn(); // owned: it does not borrow `root`
+/// let waiter = std::thread::spawn(move || pollster::block_on(turn));
 /// root.cancel();
 /// drop(child); // the child is done: now it is the root's turn
-/// pollster::block_on(root.turn());
+/// waiter.join().unwrap();
 /// ```
 #[must_use = "futures do nothing unless polled"]
-pub struct Turn<'a> {
-    node: &'a Node,
-    listener: Option<EventListener>,
-    done: bool,
+pub struct Turn {
+    until: Until,
 }
 
-impl<'a> Turn<'a> {
-    pub(crate) fn new(node: &'a Node) -> Self {
+impl Turn {
+    pub(crate) fn new(node: NodeRef) -> Self {
         Self {
-            node,
-            listener: None,
-            done: false,
+            until: Until::new(node, state::is_turn),
         }
     }
 }
 
-impl Future for Turn<'_> {
+impl Future for Turn {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(());
-        }
-        let poll = this.node.poll_until(state::is_turn, &mut this.listener, cx);
-        this.done = poll.is_ready();
-        poll
+        self.get_mut().until.poll(cx)
     }
 }
 
-impl FusedFuture for Turn<'_> {
+impl FusedFuture for Turn {
     fn is_terminated(&self) -> bool {
-        self.done
+        self.until.done
     }
 }
 
-impl fmt::Debug for Turn<'_> {
+impl fmt::Debug for Turn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Turn")
-            .field("label", &self.node.label())
-            .field("done", &self.done)
-            .finish_non_exhaustive()
+        self.until.debug(f, "Turn")
     }
 }
 
-/// The future returned by [`Phaser::turn_within`](crate::Phaser::turn_within):
-/// `Ok(())` at the node's turn, or `Err(report)` naming the stragglers if the
+/// The future returned by [`Phaser::turn_within`](crate::Phaser::turn_within)
+/// and [`Phaser::shutdown_within`](crate::Phaser::shutdown_within): `Ok(())`
+/// at the node's turn, or `Err(report)` naming the stragglers if the
 /// deadline fires first. If both are ready at the same poll, it is `Ok`.
+///
+/// It owns the deadline and a reference to the node, so it is `'static`
+/// when the deadline is.
 ///
 /// ```
 /// use std::future::{pending, ready};
@@ -164,27 +192,25 @@ impl fmt::Debug for Turn<'_> {
 /// assert!(pollster::block_on(root.turn_within(pending::<()>())).is_ok());
 /// ```
 #[must_use = "futures do nothing unless polled"]
-pub struct TurnWithin<'a, D> {
-    turn: Turn<'a>,
-    node: &'a NodeRef,
+pub struct TurnWithin<D> {
+    turn: Until,
     /// Boxed so that any deadline future (pinned or not) works without
     /// unsafe pin projection; one allocation per shutdown is nothing.
     deadline: Pin<Box<D>>,
     result: Option<Result<(), Report>>,
 }
 
-impl<'a, D: Future> TurnWithin<'a, D> {
-    pub(crate) fn new(node: &'a NodeRef, deadline: D) -> Self {
+impl<D: Future> TurnWithin<D> {
+    pub(crate) fn new(node: NodeRef, deadline: D) -> Self {
         Self {
-            turn: Turn::new(node),
-            node,
+            turn: Until::new(node, state::is_turn),
             deadline: Box::pin(deadline),
             result: None,
         }
     }
 }
 
-impl<D: Future> Future for TurnWithin<'_, D> {
+impl<D: Future> Future for TurnWithin<D> {
     type Output = Result<(), Report>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -194,10 +220,10 @@ impl<D: Future> Future for TurnWithin<'_, D> {
         }
         // The turn is polled first, so a turn and a deadline that are ready
         // together give `Ok`.
-        let result = if Pin::new(&mut this.turn).poll(cx).is_ready() {
+        let result = if this.turn.poll(cx).is_ready() {
             Ok(())
         } else if this.deadline.as_mut().poll(cx).is_ready() {
-            Err(Report::of(this.node))
+            Err(Report::of(&this.turn.node))
         } else {
             return Poll::Pending;
         };
@@ -206,17 +232,104 @@ impl<D: Future> Future for TurnWithin<'_, D> {
     }
 }
 
-impl<D: Future> FusedFuture for TurnWithin<'_, D> {
+impl<D: Future> FusedFuture for TurnWithin<D> {
     fn is_terminated(&self) -> bool {
         self.result.is_some()
     }
 }
 
-impl<D> fmt::Debug for TurnWithin<'_, D> {
+impl<D> fmt::Debug for TurnWithin<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TurnWithin")
-            .field("turn", &self.turn)
+            .field("label", &self.turn.node.label())
             .field("result", &self.result)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future returned by `run_until_cancelled(fut)` on a
+/// [`Phaser`](crate::Phaser) or a [`Token`](crate::Token): `Some(output)` if
+/// `fut` completes first, `None` once the node is cancelled.
+///
+/// Cancellation is checked before `fut` on every poll, so a cancelled node
+/// never starts one more unit of work: when both are ready it is `None`,
+/// and `fut` is dropped at that moment (not when this future is). It owns
+/// `fut` and a reference to the node, so it is `'static` when `fut` is, and
+/// it needs no allocation. It is `Unpin` when `fut` is.
+///
+/// ```
+/// use std::future::{pending, ready};
+///
+/// let root = phaseout::Phaser::new();
+/// let token = root.token();
+/// assert_eq!(pollster::block_on(token.run_until_cancelled(ready(7))), Some(7));
+/// root.cancel();
+/// // Cancelled: even a ready future is not run.
+/// assert_eq!(pollster::block_on(token.run_until_cancelled(ready(7))), None);
+/// assert_eq!(pollster::block_on(token.run_until_cancelled(pending::<()>())), None);
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct RunUntilCancelled<F: Future> {
+    cancelled: Cancelled,
+    /// `None` once it returned `Ready`: the work is dropped as soon as its
+    /// result (or the cancellation) is known.
+    fut: Option<F>,
+}
+
+impl<F: Future> RunUntilCancelled<F> {
+    pub(crate) fn new(node: NodeRef, fut: F) -> Self {
+        Self {
+            cancelled: Cancelled::new(node),
+            fut: Some(fut),
+        }
+    }
+}
+
+impl<F: Future> Future for RunUntilCancelled<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of `fut` only. `fut` is never moved out
+        // of its place: it is polled through `Pin` and dropped in place by
+        // `Pin::set`; the type has no `Drop` impl that could move it, and it
+        // is `Unpin` only when `F` is (auto trait). `cancelled` is `Unpin`
+        // and is not pinned structurally, so the `&mut` to it is fine.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above; `this.fut` stays where it is for as long as
+        // `self` is pinned.
+        let mut fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        if fut.is_none() {
+            // Polled again after it was ready: cancellation is final, and
+            // nothing else can be returned.
+            return Poll::Ready(None);
+        }
+        if this.cancelled.poll_unpinned(cx).is_ready() {
+            fut.set(None);
+            return Poll::Ready(None);
+        }
+        let output = match fut.as_mut().as_pin_mut() {
+            Some(running) => match running.poll(cx) {
+                Poll::Ready(output) => output,
+                Poll::Pending => return Poll::Pending,
+            },
+            None => return Poll::Ready(None),
+        };
+        fut.set(None);
+        Poll::Ready(Some(output))
+    }
+}
+
+impl<F: Future> FusedFuture for RunUntilCancelled<F> {
+    fn is_terminated(&self) -> bool {
+        self.fut.is_none()
+    }
+}
+
+impl<F: Future> fmt::Debug for RunUntilCancelled<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunUntilCancelled")
+            .field("label", &self.cancelled.until.node.label())
+            .field("terminated", &self.fut.is_none())
             .finish_non_exhaustive()
     }
 }

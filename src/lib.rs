@@ -87,6 +87,7 @@ extern crate alloc;
 mod error;
 pub mod futures;
 mod node;
+mod observe;
 mod phaser;
 mod report;
 #[cfg(feature = "signal")]
@@ -111,8 +112,9 @@ mod send_sync_checks {
         is_send_sync::<crate::Report>();
         is_send_sync::<crate::ShutdownStarted>();
         is_send::<crate::futures::Cancelled>();
-        is_send::<crate::futures::Turn<'static>>();
-        is_send::<crate::futures::TurnWithin<'static, core::future::Ready<()>>>();
+        is_send::<crate::futures::Turn>();
+        is_send::<crate::futures::TurnWithin<core::future::Ready<()>>>();
+        is_send::<crate::futures::RunUntilCancelled<core::future::Ready<()>>>();
     }
 }
 

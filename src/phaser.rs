@@ -4,8 +4,9 @@ use core::fmt;
 use core::future::Future;
 use core::mem::ManuallyDrop;
 
-use crate::futures::{Cancelled, Turn, TurnWithin};
+use crate::futures::{Turn, TurnWithin};
 use crate::node::{self, state, Label, Node, NodeRef};
+use crate::observe::observer_methods;
 use crate::{Report, ShutdownStarted, Token};
 
 /// The owner of one node of the shutdown tree.
@@ -20,8 +21,17 @@ use crate::{Report, ShutdownStarted, Token};
 /// 3. release what the dependents were using (flush, close), then drop the
 ///    `Phaser`. That drop is what gives the parent its turn.
 ///
+/// **Dropping a `Phaser` means its owner is done, and it cancels the node's
+/// subtree** if it was not cancelled yet: a component that returns early
+/// (or panics) takes its dependents down with it rather than leave them
+/// running without it. Its [`Token`]s then read `is_cancelled() == true`,
+/// so a token of a finished component tells its watchers to stop too. The
+/// drop never blocks; the node drains when its last child has.
+///
 /// `Phaser` is `Send + Sync` but not `Clone`: a node has one owner. Hand out
 /// [`Token`]s to code that only needs to observe or request cancellation.
+/// Every future it returns owns a reference to the node, so it can move into
+/// a spawned task while the `Phaser` stays where it is.
 ///
 /// # Examples
 ///
@@ -38,6 +48,57 @@ use crate::{Report, ShutdownStarted, Token};
 ///
 /// drop(web); // web is done
 /// assert!(db.is_turn());
+/// ```
+///
+/// # In a library
+///
+/// A function or type that *serves* (runs until shutdown, then cleans up)
+/// takes an owned child `Phaser`, never `&Phaser`: owned, it can be moved
+/// into a spawned task, and its drop is the component's "I am done". Code
+/// that only *watches* for shutdown takes a [`Token`]. When several tasks
+/// own one component, share its `Phaser` in an `Arc`: the node finishes when
+/// the last clone drops.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use phaseout::{Phaser, Token};
+///
+/// /// A library's server: it owns its place in the caller's tree.
+/// pub fn serve(phaser: Phaser) -> std::thread::JoinHandle<()> {
+///     std::thread::spawn(move || {
+///         phaser.wait_cancelled(); // stop accepting
+///         phaser.wait_turn(); // every connection (child) is done
+///         // flush and close, then `phaser` drops: the caller's turn can come
+///     })
+/// }
+///
+/// /// A watcher needs no place in the tree.
+/// pub fn log_when_stopping(token: Token) -> std::thread::JoinHandle<bool> {
+///     std::thread::spawn(move || {
+///         token.wait_cancelled();
+///         token.is_cancelled()
+///     })
+/// }
+///
+/// let app = Phaser::named("app");
+/// let server = serve(app.child_named("server").unwrap());
+/// let watcher = log_when_stopping(app.token());
+/// // Two workers share one component: it finishes when both have dropped it.
+/// let shared = Arc::new(app.child_named("workers").unwrap());
+/// let workers: Vec<_> = (0..2)
+///     .map(|_| {
+///         let phaser = Arc::clone(&shared);
+///         std::thread::spawn(move || phaser.wait_cancelled())
+///     })
+///     .collect();
+/// drop(shared);
+///
+/// app.cancel();
+/// app.wait_turn(); // the server and both workers are done
+/// # server.join().unwrap();
+/// # assert!(watcher.join().unwrap());
+/// # for worker in workers { worker.join().unwrap(); }
 /// ```
 pub struct Phaser {
     /// Dropped by hand: when the node cannot drain yet, this reference is
@@ -122,59 +183,6 @@ impl Phaser {
         }
     }
 
-    /// Requests shutdown of this node and its whole subtree.
-    ///
-    /// When it returns, every node of the subtree is cancelled and every task
-    /// waiting in [`cancelled`](Self::cancelled) on any of them has been
-    /// woken. Ancestors and siblings are not touched. Calling it again is a
-    /// no-op. It never waits for other tasks.
-    ///
-    /// ```
-    /// let root = phaseout::Phaser::new();
-    /// let a = root.child().unwrap();
-    /// let b = root.child().unwrap();
-    /// a.cancel();
-    /// assert!(a.is_cancelled());
-    /// assert!(!b.is_cancelled() && !root.is_cancelled());
-    /// ```
-    pub fn cancel(&self) {
-        node::cancel_subtree(&self.node);
-    }
-
-    /// Whether shutdown was requested on this node or an ancestor.
-    ///
-    /// One atomic load.
-    ///
-    /// ```
-    /// let root = phaseout::Phaser::new();
-    /// let child = root.child().unwrap();
-    /// root.cancel();
-    /// assert!(child.is_cancelled());
-    /// ```
-    #[inline]
-    pub fn is_cancelled(&self) -> bool {
-        state::is_cancelled(self.node.load())
-    }
-
-    /// Waits until this node is cancelled.
-    ///
-    /// Equivalent to `async fn cancelled(&self)`. The future owns a reference
-    /// to the node, so it is `'static`.
-    ///
-    /// # Cancellation safety
-    ///
-    /// Dropping the future unregisters it; nothing is lost.
-    ///
-    /// ```
-    /// let root = phaseout::Phaser::new();
-    /// let waiting = root.cancelled();
-    /// root.cancel();
-    /// pollster::block_on(waiting);
-    /// ```
-    pub fn cancelled(&self) -> Cancelled {
-        Cancelled::new(NodeRef::clone(&self.node))
-    }
-
     /// Waits for this node's turn: it is cancelled and every node below it has
     /// drained. Only then may the owner release what its dependents used.
     ///
@@ -193,8 +201,8 @@ impl Phaser {
     /// pollster::block_on(root.turn());
     /// assert_eq!(root.live_children(), 0);
     /// ```
-    pub fn turn(&self) -> Turn<'_> {
-        Turn::new(&self.node)
+    pub fn turn(&self) -> Turn {
+        Turn::new(NodeRef::clone(&self.node))
     }
 
     /// Whether it is this node's turn now: cancelled, and every node below
@@ -227,7 +235,7 @@ impl Phaser {
     /// # task.join().unwrap();
     /// # });
     /// ```
-    pub fn shutdown(&self) -> Turn<'_> {
+    pub fn shutdown(&self) -> Turn {
         self.cancel();
         self.turn()
     }
@@ -288,10 +296,43 @@ impl Phaser {
     /// let _hung = root.child_named("hung").unwrap();
     /// root.cancel();
     /// let stragglers = pollster::block_on(root.turn_within(ready(()))).unwrap_err();
-    /// assert!(stragglers.to_string().contains("hung [turn"));
+    /// assert!(stragglers.to_string().contains("hung: its turn came, its owner has not finished"));
     /// ```
-    pub fn turn_within<D: Future>(&self, deadline: D) -> TurnWithin<'_, D> {
-        TurnWithin::new(&self.node, deadline)
+    pub fn turn_within<D: Future>(&self, deadline: D) -> TurnWithin<D> {
+        TurnWithin::new(NodeRef::clone(&self.node), deadline)
+    }
+
+    /// Cancels this node's subtree at once (when called, not when first
+    /// polled), then waits for its turn, but no longer than `deadline`:
+    /// [`cancel`](Self::cancel) and [`turn_within`](Self::turn_within) in
+    /// one call, the usual last line of `main`. The future is owned
+    /// (`'static` when `deadline` is).
+    ///
+    /// # Errors
+    ///
+    /// The future resolves to `Err(report)` naming the stragglers if the
+    /// deadline fires first. [`Report`] implements `Error`, so `?` works in a
+    /// function returning `Box<dyn Error>`.
+    ///
+    /// ```
+    /// use std::{error::Error, future::pending};
+    ///
+    /// fn main() -> Result<(), Box<dyn Error>> {
+    ///     let root = phaseout::Phaser::named("app");
+    ///     let worker = root.child_named("worker")?;
+    ///     let task = std::thread::spawn(move || {
+    ///         worker.wait_cancelled(); // finish the work in hand, then:
+    ///         drop(worker);
+    ///     });
+    ///     // Use a timer of your executor as the deadline.
+    ///     pollster::block_on(root.shutdown_within(pending::<()>()))?;
+    ///     task.join().unwrap();
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn shutdown_within<D: Future>(&self, deadline: D) -> TurnWithin<D> {
+        self.cancel();
+        self.turn_within(deadline)
     }
 
     /// The label given at creation, if any.
@@ -306,19 +347,8 @@ impl Phaser {
 
 /// Blocking waits, for threads without an executor.
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 impl Phaser {
-    /// Blocks the thread until this node is cancelled.
-    ///
-    /// ```
-    /// let root = phaseout::Phaser::new();
-    /// let token = root.token();
-    /// std::thread::spawn(move || token.cancel());
-    /// root.wait_cancelled();
-    /// ```
-    pub fn wait_cancelled(&self) {
-        self.node.wait_until(state::is_cancelled, None);
-    }
-
     /// Blocks the thread until this node's turn.
     ///
     /// ```
@@ -359,6 +389,16 @@ impl Phaser {
         } else {
             Err(self.report())
         }
+    }
+}
+
+/// What a `Phaser` shares with a [`Token`]: requesting and observing
+/// cancellation.
+impl Phaser {
+    observer_methods!("");
+
+    fn node_ref(&self) -> &NodeRef {
+        &self.node
     }
 }
 

@@ -30,7 +30,9 @@ pub enum NodeState {
     Live,
     /// Cancelled; some children have not drained yet.
     Cancelling,
-    /// Cancelled and every child drained: the owner may clean up now.
+    /// Cancelled and every child drained: the owner may clean up now. In a
+    /// report of stragglers, a node whose turn came but whose owner has not
+    /// finished (dropped its `Phaser`).
     Turn,
     /// The owner is done (its `Phaser` was dropped) but some children have
     /// not drained yet.
@@ -126,22 +128,37 @@ impl ReportEntry {
     }
 }
 
+/// "1 child" or "N children".
+struct Children(usize);
+
+impl fmt::Display for Children {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => f.write_str("1 child"),
+            n => write!(f, "{n} children"),
+        }
+    }
+}
+
+/// One line that reads as what the state means for the person waiting on
+/// the shutdown: who is holding it up, and why.
 impl fmt::Display for ReportEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.label {
             Some(label) => f.write_str(label)?,
             None => write!(f, "#{:x}", self.id)?,
         }
-        let plural = if self.live_children == 1 { "" } else { "ren" };
-        write!(
-            f,
-            " [{}, {} live child{plural}",
-            self.state, self.live_children
-        )?;
-        if self.panicked {
-            f.write_str(", panicked")?;
+        let children = Children(self.live_children);
+        match self.state {
+            NodeState::Live if self.live_children == 0 => f.write_str(": running, not cancelled"),
+            NodeState::Live => write!(f, ": running, not cancelled, {children} live"),
+            NodeState::Cancelling => write!(f, ": cancelled, waiting for {children} to finish"),
+            NodeState::Turn => f.write_str(": its turn came, its owner has not finished"),
+            NodeState::Finishing if self.panicked => {
+                write!(f, ": owner panicked, waiting for {children} to finish")
+            }
+            NodeState::Finishing => write!(f, ": owner finished, waiting for {children} to finish"),
         }
-        f.write_str("]")
     }
 }
 
@@ -154,7 +171,13 @@ impl fmt::Display for ReportEntry {
 /// picture of each node, not of the whole tree at one instant.
 ///
 /// `Display` prints an indented tree, one node a line, children in the order
-/// they were created.
+/// they were created; each line says what holds the node up. `Debug` prints
+/// the same tree after a heading, so a `main` that returns the report as an
+/// error shows it readably.
+///
+/// `Report` implements [`Error`](core::error::Error): a straggler report
+/// from [`turn_within`](crate::Phaser::turn_within) or
+/// [`shutdown_within`](crate::Phaser::shutdown_within) goes up with `?`.
 ///
 /// # Examples
 ///
@@ -167,12 +190,12 @@ impl fmt::Display for ReportEntry {
 /// db.cancel();
 /// assert_eq!(
 ///     db.report().to_string(),
-///     "db [cancelling, 1 live child]\n  \
-///        pipeline [cancelling, 1 live child]\n    \
-///          web [turn, 0 live children]\n"
+///     "db: cancelled, waiting for 1 child to finish\n  \
+///        pipeline: cancelled, waiting for 1 child to finish\n    \
+///          web: its turn came, its owner has not finished\n"
 /// );
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Report {
     entries: Vec<ReportEntry>,
 }
@@ -224,6 +247,18 @@ impl Report {
             .find(|entry| entry.label() == Some(label))
     }
 }
+
+impl fmt::Debug for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.entries.len() {
+            1 => f.write_str("Report of 1 node:\n")?,
+            n => writeln!(f, "Report of {n} nodes:")?,
+        }
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl core::error::Error for Report {}
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

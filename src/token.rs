@@ -2,8 +2,8 @@
 
 use core::fmt;
 
-use crate::futures::Cancelled;
-use crate::node::{self, state, NodeRef};
+use crate::node::NodeRef;
+use crate::observe::observer_methods;
 
 /// A cloneable handle that can see and request the cancellation of one node.
 ///
@@ -39,66 +39,11 @@ impl Token {
         Self { node }
     }
 
-    /// Requests shutdown of the node and its whole subtree, exactly like
-    /// [`Phaser::cancel`](crate::Phaser::cancel).
-    ///
-    /// ```
-    /// let root = phaseout::Phaser::new();
-    /// let child = root.child().unwrap();
-    /// child.token().cancel();
-    /// assert!(child.is_cancelled() && !root.is_cancelled());
-    /// ```
-    pub fn cancel(&self) {
-        node::cancel_subtree(&self.node);
+    fn node_ref(&self) -> &NodeRef {
+        &self.node
     }
 
-    /// Whether the node is cancelled. One atomic load.
-    ///
-    /// ```
-    /// let root = phaseout::Phaser::new();
-    /// let token = root.token();
-    /// assert!(!token.is_cancelled());
-    /// root.cancel();
-    /// assert!(token.is_cancelled());
-    /// ```
-    #[inline]
-    pub fn is_cancelled(&self) -> bool {
-        state::is_cancelled(self.node.load())
-    }
-
-    /// Waits until the node is cancelled. The future owns a reference to the
-    /// node, so it is `'static` and can move into a spawned task.
-    ///
-    /// Equivalent to `async fn cancelled(self)`.
-    ///
-    /// # Cancellation safety
-    ///
-    /// Dropping the future unregisters it; nothing is lost.
-    ///
-    /// ```
-    /// let root = phaseout::Phaser::new();
-    /// let cancelled = root.token().cancelled();
-    /// let waiter = std::thread::spawn(move || pollster::block_on(cancelled));
-    /// root.cancel();
-    /// waiter.join().unwrap();
-    /// ```
-    pub fn cancelled(&self) -> Cancelled {
-        Cancelled::new(self.node.clone())
-    }
-
-    /// Blocks the thread until the node is cancelled.
-    ///
-    /// ```
-    /// let root = phaseout::Phaser::new();
-    /// let token = root.token();
-    /// let waiter = std::thread::spawn(move || token.wait_cancelled());
-    /// root.cancel();
-    /// waiter.join().unwrap();
-    /// ```
-    #[cfg(feature = "std")]
-    pub fn wait_cancelled(&self) {
-        self.node.wait_until(state::is_cancelled, None);
-    }
+    observer_methods!(".token()");
 }
 
 impl fmt::Debug for Token {

@@ -174,7 +174,7 @@ fn unlabeled_nodes_show_an_id_in_reports() {
     let entry = &report.entries()[0];
     assert!(report
         .to_string()
-        .starts_with(&format!("#{:x} [live, 0 live children]", entry.id())));
+        .starts_with(&format!("#{:x}: running, not cancelled", entry.id())));
 }
 
 #[cfg(feature = "std")]

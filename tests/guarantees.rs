@@ -241,7 +241,7 @@ fn drop_while_panicking_drains_and_is_marked_panicked() {
     assert_eq!(worker_entry.state(), NodeState::Finishing);
     assert!(report
         .to_string()
-        .contains("worker [finishing, 1 live child, panicked]"));
+        .contains("worker: owner panicked, waiting for 1 child to finish"));
     assert!(!report.find("root").unwrap().panicked());
     drop(_helper);
     assert_eq!(
@@ -287,7 +287,7 @@ fn bad_use_hung_child_blocks_turn_forever_and_is_named() {
     assert!(stragglers.find("hung").is_some());
     assert!(stragglers
         .to_string()
-        .contains("hung [turn, 0 live children]"));
+        .contains("hung: its turn came, its owner has not finished"));
 }
 
 #[test]
