@@ -70,6 +70,7 @@
 //! Without `std` the crate needs only `alloc`.
 
 #![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -91,6 +92,7 @@ mod observe;
 mod phaser;
 mod report;
 #[cfg(feature = "signal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 pub mod signal;
 mod sync;
 mod token;
