@@ -8,4 +8,4 @@ msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
 rustup toolchain install "$msrv" --profile minimal
 cargo +"$msrv" build --lib --target-dir target/msrv
 cargo +"$msrv" build --lib --target-dir target/msrv --no-default-features
-cargo +"$msrv" build --lib --target-dir target/msrv --features signal,critical-section
+cargo +"$msrv" build --lib --target-dir target/msrv --all-features
