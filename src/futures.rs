@@ -119,6 +119,52 @@ impl fmt::Debug for Cancelled {
     }
 }
 
+/// The future returned by `aborted()` on a [`Phaser`](crate::Phaser) or a
+/// [`Token`](crate::Token): ready once the node is aborted, the signal to
+/// abandon the work in hand.
+///
+/// It owns a reference to the node, so it is `'static`, and it never keeps
+/// the node from draining.
+///
+/// ```
+/// let root = phaseout::Phaser::new();
+/// let aborted = root.token().aborted();
+/// root.abort();
+/// pollster::block_on(aborted);
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct Aborted {
+    until: Until,
+}
+
+impl Aborted {
+    pub(crate) fn new(node: NodeRef) -> Self {
+        Self {
+            until: Until::new(node, state::is_aborted),
+        }
+    }
+}
+
+impl Future for Aborted {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.get_mut().until.poll(cx)
+    }
+}
+
+impl FusedFuture for Aborted {
+    fn is_terminated(&self) -> bool {
+        self.until.done
+    }
+}
+
+impl fmt::Debug for Aborted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.until.debug(f, "Aborted")
+    }
+}
+
 /// The future returned by [`Phaser::turn`](crate::Phaser::turn) and
 /// [`Phaser::shutdown`](crate::Phaser::shutdown): ready once the node is
 /// cancelled and every node below it has drained.

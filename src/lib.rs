@@ -85,6 +85,7 @@
 
 extern crate alloc;
 
+mod cause;
 mod error;
 pub mod futures;
 mod node;
@@ -97,6 +98,7 @@ pub mod signal;
 mod sync;
 mod token;
 
+pub use crate::cause::Cause;
 pub use crate::error::ShutdownStarted;
 pub use crate::phaser::Phaser;
 pub use crate::report::{NodeState, Report, ReportEntry};
@@ -113,6 +115,8 @@ mod send_sync_checks {
         is_send_sync::<crate::Token>();
         is_send_sync::<crate::Report>();
         is_send_sync::<crate::ShutdownStarted>();
+        is_send_sync::<crate::Cause>();
+        is_send::<crate::futures::Aborted>();
         is_send::<crate::futures::Cancelled>();
         is_send::<crate::futures::Turn>();
         is_send::<crate::futures::TurnWithin<core::future::Ready<()>>>();

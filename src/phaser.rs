@@ -144,7 +144,7 @@ impl Phaser {
     /// # Panics
     ///
     /// If this node already has the most live children its state word can
-    /// count: 2^56 − 1 on 64-bit targets, 2^24 − 1 (16,777,215) on 32-bit
+    /// count: 2^53 − 1 on 64-bit targets, 2^21 − 1 (2,097,151) on 32-bit
     /// ones, where a program can get there. The count never wraps, and the
     /// panic leaves the node usable: it can still be cancelled, and its
     /// children still drain.

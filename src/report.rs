@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::node::{for_each_child, state, Label, NodeRef};
+use crate::Cause;
 
 /// Where a node is in its shutdown, as seen by a [`Report`].
 ///
@@ -92,6 +93,11 @@ pub struct ReportEntry {
     state: NodeState,
     live_children: usize,
     panicked: bool,
+    aborted: bool,
+    cause: Option<Cause>,
+    /// Whether `Display` shows the cause: only on the highest node of the
+    /// report that has it.
+    show_cause: bool,
 }
 
 impl ReportEntry {
@@ -126,6 +132,36 @@ impl ReportEntry {
     pub fn panicked(&self) -> bool {
         self.panicked
     }
+
+    /// Whether the node was aborted: its grace period is over.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::named("app");
+    /// let _worker = root.child_named("worker").unwrap();
+    /// root.abort();
+    /// let report = root.report();
+    /// assert!(report.find("worker").unwrap().aborted());
+    /// assert!(report.to_string().contains("worker: aborted"));
+    /// ```
+    pub fn aborted(&self) -> bool {
+        self.aborted
+    }
+
+    /// Why the node is shutting down, if it was cancelled with a cause (see
+    /// [`Phaser::cause`](crate::Phaser::cause)). `Display` shows a cause
+    /// once, on the highest node of the report that has it.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::named("app");
+    /// let _worker = root.child_named("worker").unwrap();
+    /// root.cancel_with("SIGTERM");
+    /// let report = root.report();
+    /// assert_eq!(report.find("worker").unwrap().cause().unwrap().to_string(), "SIGTERM");
+    /// assert_eq!(report.to_string().matches("SIGTERM").count(), 1);
+    /// ```
+    pub fn cause(&self) -> Option<&Cause> {
+        self.cause.as_ref()
+    }
 }
 
 /// "1 child" or "N children".
@@ -148,16 +184,22 @@ impl fmt::Display for ReportEntry {
             Some(label) => f.write_str(label)?,
             None => write!(f, "#{:x}", self.id)?,
         }
+        f.write_str(if self.aborted { ": aborted, " } else { ": " })?;
         let children = Children(self.live_children);
         match self.state {
-            NodeState::Live if self.live_children == 0 => f.write_str(": running, not cancelled"),
-            NodeState::Live => write!(f, ": running, not cancelled, {children} live"),
-            NodeState::Cancelling => write!(f, ": cancelled, waiting for {children} to finish"),
-            NodeState::Turn => f.write_str(": its turn came, its owner has not finished"),
+            NodeState::Live if self.live_children == 0 => f.write_str("running, not cancelled")?,
+            NodeState::Live => write!(f, "running, not cancelled, {children} live")?,
+            NodeState::Cancelling if self.aborted => write!(f, "waiting for {children} to finish")?,
+            NodeState::Cancelling => write!(f, "cancelled, waiting for {children} to finish")?,
+            NodeState::Turn => f.write_str("its turn came, its owner has not finished")?,
             NodeState::Finishing if self.panicked => {
-                write!(f, ": owner panicked, waiting for {children} to finish")
+                write!(f, "owner panicked, waiting for {children} to finish")?;
             }
-            NodeState::Finishing => write!(f, ": owner finished, waiting for {children} to finish"),
+            NodeState::Finishing => write!(f, "owner finished, waiting for {children} to finish")?,
+        }
+        match &self.cause {
+            Some(cause) if self.show_cause => write!(f, " (cause: {cause})"),
+            _ => Ok(()),
         }
     }
 }
@@ -207,11 +249,28 @@ impl Report {
         let mut stack = Vec::new();
         stack.push((root.clone(), 0));
         let mut children = Vec::new();
+        // For each level of the current path, the cause in force there (an
+        // index into `texts`): a cause is shown only where it differs from
+        // the one shown above.
+        let mut in_force: Vec<Option<usize>> = Vec::new();
+        let mut texts: Vec<alloc::string::String> = Vec::new();
         while let Some((node, depth)) = stack.pop() {
             let word = node.load();
             if state::is_drained(word) && depth > 0 {
                 continue; // drained, about to be unlinked
             }
+            let cause = node.cause();
+            let text = cause.as_ref().map(alloc::string::ToString::to_string);
+            in_force.truncate(depth);
+            let above = in_force.last().copied().flatten();
+            let show_cause = text.is_some() && text.as_ref() != above.map(|index| &texts[index]);
+            in_force.push(match text {
+                Some(text) if show_cause => {
+                    texts.push(text);
+                    Some(texts.len() - 1)
+                }
+                _ => above,
+            });
             entries.push(ReportEntry {
                 depth,
                 label: node.label_cow(),
@@ -219,6 +278,9 @@ impl Report {
                 state: NodeState::of(word),
                 live_children: state::live_children(word),
                 panicked: word & state::PANICKED != 0,
+                aborted: state::is_aborted(word),
+                cause,
+                show_cause,
             });
             // The list is newest first; pushing in that order pops oldest
             // first.

@@ -31,7 +31,11 @@ pub(crate) unsafe fn release_owner(node: *const Node, panicked: bool) -> bool {
     // SAFETY: the caller's count keeps the node alive during this call,
     // which hands nothing away unless the node drains here (then it is
     // still ours).
-    let prev = super::cancel_subtree_and(unsafe { &*node }, done);
+    let prev = super::cancel_subtree_with(
+        unsafe { &*node },
+        &super::Reason::OwnDrop { panicked },
+        done,
+    );
     if state::live_children(prev) != 0 {
         // From this RMW on, the last child may drain the node and free it on
         // another thread: only the atomic word is borrowed for it.

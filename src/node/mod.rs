@@ -74,6 +74,27 @@
 //!    exception: a `cancel()` made by a waker, inside this thread's own
 //!    notify of that node, skips it (`notifying.rs`); the notify it is
 //!    inside wakes everyone before the outer call returns.
+//! 10. **A node's cause is decided by the RMW that cancels it, and never
+//!    changes.** A cancellation with a cause first fills the node's cause
+//!    slot (`meta.rs`: compare-and-swap from empty, so the first filler
+//!    wins and the slot never changes again), then sets `CANCELLED` with
+//!    `HAS_CAUSE` in one RMW, only if the node was not cancelled yet. The
+//!    owner's drop sets `CANCELLED | OWN_DROP` (and `PANICKED`) in one RMW
+//!    instead, with no slot. A plain `cancel()` sets neither. So a reader
+//!    that sees `CANCELLED` (acquire) sees the kind of cause in the same
+//!    word, and with `HAS_CAUSE` the slot's fill happens-before it: whoever
+//!    set the bit filled the slot, or read it filled by its failed CAS. A
+//!    walk that continues below a node cancelled by someone else passes
+//!    that node's cause on. The cause lives in the node itself (a count of
+//!    a shared `Cause`), not behind a pointer to an ancestor, so a `Token`
+//!    reads it after every node above was freed.
+//! 11. **Abort is a second mark on the same walk.** `abort()` walks the
+//!    whole subtree (it cannot stop at `SUBTREE_CANCELLED`), sets
+//!    `CANCELLED | ABORTED` in each node's RMW, and notifies every node
+//!    with waiters that it finds aborted, whether or not it aborted it, so
+//!    when it returns every `aborted()` waiter below was woken (guarantee
+//!    14 without a second pending bit). It only adds flags: turns and
+//!    drains are untouched, and still come children first.
 //!
 //! # Memory ordering
 //!
@@ -89,6 +110,7 @@
 mod drain;
 mod links;
 mod lock;
+mod meta;
 mod node_ref;
 #[cfg(feature = "std")]
 mod notifying;
@@ -96,7 +118,6 @@ pub(crate) mod state;
 mod walk;
 
 use alloc::borrow::Cow;
-use alloc::boxed::Box;
 use core::cell::UnsafeCell;
 use core::future::Future;
 use core::pin::Pin;
@@ -107,8 +128,10 @@ use event_listener::{Event, EventListener};
 pub(crate) use self::drain::release_owner;
 pub(crate) use self::links::for_each_child;
 use self::links::{ChildList, Siblings};
-pub(crate) use self::node_ref::NodeRef;
-pub(crate) use self::walk::{cancel_subtree, cancel_subtree_and};
+pub(crate) use self::node_ref::{count_one_more, NodeRef};
+pub(crate) use self::walk::Reason;
+pub(crate) use self::walk::{abort_subtree, cancel_subtree, cancel_subtree_with};
+use crate::cause::Cause;
 use crate::sync::{AtomicUsize, Ordering};
 
 /// A node's label: free for `&'static str`, owned otherwise.
@@ -125,9 +148,9 @@ pub(crate) struct Node {
     /// One event for both keeps the node small; a `turn()` waiter woken by
     /// the cancel simply re-checks and waits again.
     event: Event,
-    /// Set once at creation; shown in reports and errors. Boxed so an
-    /// unlabeled node pays one word for it.
-    label: Option<Box<Label>>,
+    /// The label, set once at creation and shown in reports and errors, and
+    /// the cause slot (invariant #10), in one word (`meta.rs`).
+    meta: meta::Meta,
     /// The node this one depends on, from `NodeRef::as_ptr`. Valid until this
     /// node drains (invariant #6); only the drain cascade reads it.
     parent: *const Node,
@@ -155,7 +178,7 @@ impl Node {
             refs: AtomicUsize::new(1),
             state: AtomicUsize::new(0),
             event: Event::new(),
-            label: label.map(Box::new),
+            meta: meta::Meta::new(label),
             parent,
             children: UnsafeCell::new(ChildList::new()),
             siblings: UnsafeCell::new(Siblings::new()),
@@ -169,11 +192,29 @@ impl Node {
     }
 
     pub(crate) fn label(&self) -> Option<&str> {
-        self.label.as_deref().map(|label| &**label)
+        self.meta.label().map(|label| &**label)
     }
 
     pub(crate) fn label_cow(&self) -> Option<Label> {
-        self.label.as_deref().cloned()
+        self.meta.label().cloned()
+    }
+
+    /// Why the node is shutting down (invariant #10): `None` while it is
+    /// live or if a plain `cancel()` reached it first.
+    pub(crate) fn cause(&self) -> Option<Cause> {
+        let word = self.load();
+        if !state::is_cancelled(word) {
+            None
+        } else if word & state::OWN_DROP != 0 {
+            Some(Cause::owner_finished(
+                self.label_cow(),
+                word & state::PANICKED != 0,
+            ))
+        } else if word & state::HAS_CAUSE != 0 {
+            self.meta.cause()
+        } else {
+            None
+        }
     }
 
     /// Changes the state word with `change`, waiting while the child list
@@ -183,16 +224,39 @@ impl Node {
         lock::update(&self.state, change)
     }
 
-    /// Sets `CANCELLED` and wakes the waiters if it was not set. If the node
-    /// has no child, that is its whole subtree: `SUBTREE_CANCELLED` and
-    /// `if_childless` are set in the same RMW (no child can appear once it is
-    /// cancelled). Returns the state before.
+    /// Sets `CANCELLED` (and `ABORTED` if `abort`) and wakes the waiters
+    /// if that changed the node. The RMW that cancels the node also records
+    /// `reason` (invariant #10). If the node has no child, that is its whole
+    /// subtree: `SUBTREE_CANCELLED` and `if_childless` are set in the same
+    /// RMW (no child can appear once it is cancelled). Returns the state
+    /// before.
     #[inline]
-    fn mark_cancelled(&self, if_childless: usize) -> usize {
+    fn mark_cancelled(&self, reason: &Reason<'_>, abort: bool, if_childless: usize) -> usize {
+        let mut cancelled_with = 0;
+        match reason {
+            Reason::Plain => {}
+            Reason::Given(cause) => {
+                if !state::is_cancelled(self.load()) {
+                    self.meta.fill(cause);
+                    cancelled_with = state::HAS_CAUSE;
+                }
+            }
+            Reason::OwnDrop { panicked } => {
+                cancelled_with = state::OWN_DROP | if *panicked { state::PANICKED } else { 0 };
+            }
+        }
+        let marks = if abort {
+            state::CANCELLED | state::ABORTED
+        } else {
+            state::CANCELLED
+        };
         let prev = self.update(|current| {
-            let mut next = current | state::CANCELLED;
-            if !state::is_cancelled(current) && current & state::HAS_WAITERS != 0 {
-                next |= state::WAKE_PENDING; // until the wake below is done
+            let mut next = current | marks;
+            if !state::is_cancelled(current) {
+                next |= cancelled_with;
+                if current & state::HAS_WAITERS != 0 {
+                    next |= state::WAKE_PENDING; // until the wake below is done
+                }
             }
             if state::live_children(current) == 0 {
                 next |= state::SUBTREE_CANCELLED | if_childless;
@@ -201,19 +265,24 @@ impl Node {
         });
         if !state::is_cancelled(prev) {
             if prev & state::HAS_WAITERS != 0 {
-                // This RMW may also have given the turn (no child): one wake
-                // serves `cancelled()` and `turn()` waiters.
+                // This RMW may also have given the turn (no child) or
+                // aborted: one wake serves every kind of waiter.
                 self.notify_all();
                 self.update(|current| Some(current & !state::WAKE_PENDING));
             }
-        } else if prev & state::WAKE_PENDING != 0 && !self.is_being_notified_here() {
-            // Another thread cancelled this node and may not have woken its
-            // waiters yet (preempted, or a slow waker ahead of them). This
-            // `cancel()` must not return before they are woken (guarantee
-            // 14), so wake them too; a second notification is harmless. (If
-            // the notify in progress is this thread's own, further up the
-            // stack, from a waker that cancels, it will finish the job, and
-            // notifying from inside it would deadlock: see `notifying.rs`.)
+        } else if (abort && prev & state::HAS_WAITERS != 0 || prev & state::WAKE_PENDING != 0)
+            && !self.is_being_notified_here()
+        {
+            // Either an abort, which wakes every aborted node's waiters
+            // before it returns, even those another abort marked first
+            // (invariant #11); or another thread cancelled this node and may
+            // not have woken its waiters yet (preempted, or a slow waker
+            // ahead of them). This call must not return before they are
+            // woken (guarantee 14), so wake them too; a second notification
+            // is harmless. (If the notify in progress is this thread's own,
+            // further up the stack, from a waker that cancels, it will
+            // finish the job, and notifying from inside it would deadlock:
+            // see `notifying.rs`.)
             self.notify_all();
         }
         prev
@@ -446,8 +515,9 @@ mod tests {
 
     #[test]
     fn a_node_is_eight_words() {
-        // count, state, event, label, parent, first child, previous and next
-        // sibling: 64 bytes on 64-bit targets, and that is the heap block.
+        // count, state, event, label and cause, parent, first child,
+        // previous and next sibling: 64 bytes on 64-bit targets, and that
+        // is the heap block.
         assert_eq!(
             core::mem::size_of::<Node>(),
             8 * core::mem::size_of::<usize>()

@@ -62,7 +62,7 @@ impl NodeRef {
     pub(crate) unsafe fn new_count(ptr: *const Node) -> Self {
         // SAFETY: the caller promises the node is alive.
         let node = unsafe { &*ptr };
-        count_one_more(&node.refs);
+        count_one_more(&node.refs, NODE);
         // SAFETY: we just took the count that the new `NodeRef` owns.
         unsafe { Self::from_raw(ptr) }
     }
@@ -76,25 +76,30 @@ impl NodeRef {
 /// every thread that may be between its increment and this check.
 const MAX_COUNT: usize = isize::MAX as usize;
 
-/// Takes one more count of a node, or aborts if that would pass
-/// [`MAX_COUNT`].
+/// A node's name in the abort message: its references are its tokens and
+/// futures.
+const NODE: &str = "a node (its tokens and futures)";
+
+/// Takes one more count of a node (or of a [`Cause`](crate::Cause), whose
+/// count works the same way), or aborts if that would pass [`MAX_COUNT`].
+/// `what` names the counted thing in the message.
 #[inline]
-fn count_one_more(refs: &AtomicUsize) {
+pub(crate) fn count_one_more(refs: &AtomicUsize, what: &'static str) {
     // Relaxed, as for `Arc`: holding a count already keeps the node alive,
     // and a new count orders nothing.
     let before = refs.fetch_add(1, Ordering::Relaxed);
     if before > MAX_COUNT {
-        too_many_counts();
+        too_many_counts(what);
     }
 }
 
-/// Ends the process: a node's count would wrap.
+/// Ends the process: a count would wrap.
 #[cold]
 #[inline(never)]
-fn too_many_counts() -> ! {
+fn too_many_counts(what: &'static str) -> ! {
     #[cfg(feature = "std")]
     {
-        std::eprintln!("phaseout: a node has more than {MAX_COUNT} tokens or futures; aborting");
+        std::eprintln!("phaseout: {what} has more than {MAX_COUNT} references; aborting");
         std::process::abort();
     }
     #[cfg(not(feature = "std"))]
@@ -104,18 +109,18 @@ fn too_many_counts() -> ! {
         struct PanicAgain;
         impl Drop for PanicAgain {
             fn drop(&mut self) {
-                panic!("phaseout: a node has too many tokens or futures");
+                panic!("phaseout: too many references");
             }
         }
         let _again = PanicAgain;
-        panic!("phaseout: a node has more than {MAX_COUNT} tokens or futures");
+        panic!("phaseout: {what} has more than {MAX_COUNT} references");
     }
 }
 
 impl Clone for NodeRef {
     #[inline]
     fn clone(&self) -> Self {
-        count_one_more(&self.refs);
+        count_one_more(&self.refs, NODE);
         Self { ptr: self.ptr }
     }
 }

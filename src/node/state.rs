@@ -13,7 +13,10 @@
 //! | 5               | `LOCKED`            | whoever reads or changes the child list   | by the same thread, with the write that ends its change |
 //! | 6               | `LOCK_SLEEPERS`     | a thread that gave up spinning on `LOCKED` and is about to sleep (std) | by the lock holder's unlock, which then wakes the sleepers |
 //! | 7               | `WAKE_PENDING`      | the RMW that cancels a node with waiters  | by the same thread once its `notify` returned |
-//! | 8 ..= usize::BITS-1 | live-child count | `+1` by `child()` as it links a child, `-1` as a drained child unlinks | — |
+//! | 8               | `ABORTED`           | the abort walk (with `CANCELLED` if not yet set) | never |
+//! | 9               | `HAS_CAUSE`         | the RMW that sets `CANCELLED`, for a cancellation with a cause, after the cause slot was filled (`meta.rs`) | never |
+//! | 10              | `OWN_DROP`          | the RMW that sets `CANCELLED`, when it is the owner's drop | never |
+//! | 11 ..= usize::BITS-1 | live-child count | `+1` by `child()` as it links a child, `-1` as a drained child unlinks | — |
 //!
 //! `LOCKED` makes the word its own lock for the child list: every other
 //! write to the word is a compare-and-swap that waits while `LOCKED` is set
@@ -32,7 +35,10 @@
 //! * **Turn** = `CANCELLED` and count 0 (and not yet drained).
 //!
 //! `OWNER_DONE` implies `CANCELLED`: the owner cancels its subtree before it
-//! marks itself done.
+//! marks itself done. `ABORTED` implies `CANCELLED`. `HAS_CAUSE` and
+//! `OWN_DROP` exclude each other and are only ever set in the same RMW as
+//! `CANCELLED`, so a node's cause is decided the moment it is cancelled.
+//! With `OWN_DROP`, `PANICKED` is set in that same RMW too.
 
 /// Shutdown was requested on this node or on an ancestor.
 pub(crate) const CANCELLED: usize = 1 << 0;
@@ -55,12 +61,19 @@ pub(crate) const LOCK_SLEEPERS: usize = 1 << 6;
 /// cancelled it has not finished waking them. Another `cancel()` that finds
 /// this wakes them itself before it returns (guarantee 14).
 pub(crate) const WAKE_PENDING: usize = 1 << 7;
+/// Shutdown was escalated on this node or an ancestor: abandon the work in
+/// hand.
+pub(crate) const ABORTED: usize = 1 << 8;
+/// The node was cancelled with a cause, which is in its cause slot.
+pub(crate) const HAS_CAUSE: usize = 1 << 9;
+/// The node was cancelled by its own owner's drop; its cause says so.
+pub(crate) const OWN_DROP: usize = 1 << 10;
 /// How far the live-child count is shifted.
-const COUNT_SHIFT: u32 = 8;
+const COUNT_SHIFT: u32 = 11;
 /// One live child, in the units of the state word.
 pub(crate) const ONE_CHILD: usize = 1 << COUNT_SHIFT;
 /// The largest number of live children one node can have:
-/// 2^56 − 1 on 64-bit targets, 2^24 − 1 (16,777,215) on 32-bit ones.
+/// 2^53 − 1 on 64-bit targets, 2^21 − 1 (2,097,151) on 32-bit ones.
 pub(crate) const MAX_CHILDREN: usize = usize::MAX >> COUNT_SHIFT;
 
 /// Number of live (not yet drained) children in `state`.
@@ -73,6 +86,12 @@ pub(crate) const fn live_children(state: usize) -> usize {
 #[inline]
 pub(crate) const fn is_cancelled(state: usize) -> bool {
     state & CANCELLED != 0
+}
+
+/// Whether `state` has the aborted flag.
+#[inline]
+pub(crate) const fn is_aborted(state: usize) -> bool {
+    state & ABORTED != 0
 }
 
 /// Whether `state` is this node's turn: cancelled, and no child left.
@@ -126,7 +145,10 @@ mod tests {
             | HAS_WAITERS
             | LOCKED
             | LOCK_SLEEPERS
-            | WAKE_PENDING;
+            | WAKE_PENDING
+            | ABORTED
+            | HAS_CAUSE
+            | OWN_DROP;
         assert_eq!(flags & ONE_CHILD, 0);
         assert_eq!(flags, ONE_CHILD - 1);
         assert_eq!(live_children(flags), 0);
@@ -172,8 +194,8 @@ mod tests {
     #[test]
     fn limit_matches_pointer_width() {
         #[cfg(target_pointer_width = "64")]
-        assert_eq!(MAX_CHILDREN, (1 << 56) - 1);
+        assert_eq!(MAX_CHILDREN, (1 << 53) - 1);
         #[cfg(target_pointer_width = "32")]
-        assert_eq!(MAX_CHILDREN, (1 << 24) - 1);
+        assert_eq!(MAX_CHILDREN, (1 << 21) - 1);
     }
 }

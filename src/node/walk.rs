@@ -1,4 +1,4 @@
-//! The cancel walk: one `cancel()` marks a whole subtree.
+//! The cancel walk: one `cancel()` (or `abort()`) marks a whole subtree.
 //!
 //! Depth-first with an explicit stack (invariant #5). Each node is visited
 //! twice: on the way down it gets `CANCELLED` (waking its waiters) and its
@@ -11,14 +11,31 @@
 //! it can only stop at one that is `SUBTREE_CANCELLED`. Without the flag,
 //! dropping the `Phaser`s of a long chain root-first would re-walk the rest
 //! of the chain at every step: quadratic time.
+//!
+//! An abort walk also sets `ABORTED` and never stops early (invariant #11):
+//! abort is a rare escalation, and walking everything is what lets it wake
+//! every `aborted()` waiter without a pending bit of its own.
 
 use alloc::vec::Vec;
 
 use super::{for_each_child, state, Node, NodeRef};
+use crate::cause::Cause;
+
+/// Why a walk cancels the nodes it reaches first (invariant #10).
+pub(crate) enum Reason<'a> {
+    /// A plain `cancel()` or `abort()`: no cause.
+    Plain,
+    /// `cancel_with(cause)`, or what a walk passes down.
+    Given(&'a Cause),
+    /// The walk's root is being dropped by its owner; its descendants get
+    /// a shared cause that says so.
+    OwnDrop { panicked: bool },
+}
 
 enum Visit {
-    /// Cancel this node and queue its children.
-    Down(NodeRef),
+    /// Cancel this node and queue its children; the cause for nodes this
+    /// walk cancels first.
+    Down(NodeRef, Option<Cause>),
     /// Everything below this node is cancelled now.
     Up(NodeRef),
 }
@@ -28,37 +45,71 @@ enum Visit {
 /// another thread.
 #[inline]
 pub(crate) fn cancel_subtree(root: &Node) {
-    cancel_subtree_and(root, 0);
+    cancel_subtree_with(root, &Reason::Plain, 0);
 }
 
-/// Like [`cancel_subtree`]; if `root` has no child, also sets `if_childless`
-/// in the same read-modify-write. Returns `root`'s state before.
+/// Like [`cancel_subtree`], aborting every node of the subtree as well.
+pub(crate) fn abort_subtree(root: &Node) {
+    walk(root, &Reason::Plain, true, 0);
+}
+
+/// Like [`cancel_subtree`], for `reason`; if `root` has no child, also sets
+/// `if_childless` in the same read-modify-write. Returns `root`'s state
+/// before.
 #[inline]
-pub(crate) fn cancel_subtree_and(root: &Node, if_childless: usize) -> usize {
-    let prev = root.mark_cancelled(if_childless);
-    if prev & state::SUBTREE_CANCELLED == 0 && state::live_children(prev) > 0 {
-        cancel_descendants(root);
+pub(crate) fn cancel_subtree_with(root: &Node, reason: &Reason<'_>, if_childless: usize) -> usize {
+    walk(root, reason, false, if_childless)
+}
+
+#[inline]
+fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> usize {
+    let prev = root.mark_cancelled(reason, abort, if_childless);
+    let done_already = !abort && prev & state::SUBTREE_CANCELLED != 0;
+    if !done_already && state::live_children(prev) > 0 {
+        let below = if state::is_cancelled(prev) {
+            root.cause() // someone else's cancellation got here first
+        } else {
+            match reason {
+                Reason::Plain => None,
+                Reason::Given(cause) => Some((*cause).clone()),
+                Reason::OwnDrop { panicked } => {
+                    Some(Cause::owner_finished(root.label_cow(), *panicked))
+                }
+            }
+        };
+        walk_descendants(root, below, abort);
         root.set(state::SUBTREE_CANCELLED);
     }
     prev
 }
 
 /// The walk below an already cancelled `root` (invariant #5: no recursion).
-fn cancel_descendants(root: &Node) {
+fn walk_descendants(root: &Node, cause: Option<Cause>, abort: bool) {
     let mut stack = Vec::new();
-    for_each_child(root, |child| stack.push(Visit::Down(child)));
+    for_each_child(root, |child| stack.push(Visit::Down(child, cause.clone())));
+    drop(cause);
     while let Some(visit) = stack.pop() {
         match visit {
-            Visit::Down(node) => {
-                let prev = node.mark_cancelled(0);
-                if prev & state::SUBTREE_CANCELLED != 0 || state::live_children(prev) == 0 {
+            Visit::Down(node, cause) => {
+                let reason = match &cause {
+                    Some(cause) => Reason::Given(cause),
+                    None => Reason::Plain,
+                };
+                let prev = node.mark_cancelled(&reason, abort, 0);
+                let done_already = !abort && prev & state::SUBTREE_CANCELLED != 0;
+                if done_already || state::live_children(prev) == 0 {
                     continue; // done already, or a leaf (marked in the same RMW)
                 }
+                let below = if state::is_cancelled(prev) {
+                    node.cause() // cancelled by someone else first
+                } else {
+                    cause
+                };
                 // `Up` goes *below* the children, so it is popped after all
                 // of them are done (inserting moves only this node's
                 // children, and saves a reference count).
                 let below_children = stack.len();
-                for_each_child(&node, |child| stack.push(Visit::Down(child)));
+                for_each_child(&node, |child| stack.push(Visit::Down(child, below.clone())));
                 stack.insert(below_children, Visit::Up(node));
             }
             Visit::Up(node) => {

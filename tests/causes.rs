@@ -1,0 +1,235 @@
+//! Causes: why a node is shutting down (contract, "Causes").
+
+mod common;
+
+use std::error::Error;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use common::scaled;
+use phaseout::{Cause, Phaser};
+
+fn text(cause: Option<Cause>) -> Option<String> {
+    cause.map(|cause| cause.to_string())
+}
+
+#[test]
+fn no_cause_while_live_or_after_a_plain_cancel() {
+    let root = Phaser::new();
+    let child = root.child().unwrap();
+    assert!(root.cause().is_none() && child.token().cause().is_none());
+    root.cancel();
+    assert!(root.cause().is_none() && child.cause().is_none());
+    // A plain cancel came first: a later cause does not replace "none".
+    root.cancel_with("too late");
+    assert!(root.cause().is_none() && child.cause().is_none());
+}
+
+#[test]
+fn every_node_the_call_cancels_gets_the_cause() {
+    let root = Phaser::named("root");
+    let a = root.child_named("a").unwrap();
+    let b = a.child().unwrap();
+    let sibling = root.child().unwrap();
+    a.token().cancel_with(String::from("a failed"));
+    assert_eq!(text(a.cause()).as_deref(), Some("a failed"));
+    assert_eq!(text(b.token().cause()).as_deref(), Some("a failed"));
+    assert!(root.cause().is_none() && sibling.cause().is_none(), "scope");
+}
+
+#[test]
+fn the_first_cause_wins_and_never_changes() {
+    let root = Phaser::new();
+    let inner = root.child().unwrap();
+    let leaf = inner.child().unwrap();
+    let other = root.child().unwrap();
+    inner.cancel_with("inner");
+    root.cancel_with("outer");
+    root.cancel_with("again");
+    assert_eq!(text(root.cause()).as_deref(), Some("outer"));
+    assert_eq!(text(other.cause()).as_deref(), Some("outer"));
+    assert_eq!(text(inner.cause()).as_deref(), Some("inner"));
+    assert_eq!(text(leaf.cause()).as_deref(), Some("inner"));
+}
+
+#[test]
+fn a_dropped_owner_is_the_cause_of_its_subtree() {
+    let root = Phaser::new();
+    let worker = root.child_named("worker").unwrap();
+    let below = worker.child().unwrap();
+    let worker_token = worker.token();
+    drop(worker);
+    let expected = "the owner of `worker` finished";
+    assert_eq!(text(worker_token.cause()).as_deref(), Some(expected));
+    assert_eq!(text(below.cause()).as_deref(), Some(expected));
+    assert!(root.cause().is_none());
+
+    let anonymous = root.child().unwrap().token(); // dropped at once
+    assert_eq!(
+        text(anonymous.cause()).as_deref(),
+        Some("the owner of a node finished")
+    );
+}
+
+#[test]
+fn a_drop_keeps_an_earlier_cause() {
+    let root = Phaser::new();
+    let child = root.child_named("child").unwrap();
+    let token = child.token();
+    root.cancel_with("SIGTERM");
+    drop(child);
+    assert_eq!(text(token.cause()).as_deref(), Some("SIGTERM"));
+}
+
+#[test]
+fn a_panicking_owner_says_panicked() {
+    let root = Phaser::new();
+    let child = root.child_named("job").unwrap();
+    let below = child.child().unwrap();
+    let token = child.token();
+    let crashed = thread::spawn(move || {
+        let _owned = child;
+        panic!("the job crashed");
+    })
+    .join();
+    assert!(crashed.is_err());
+    let cause = token.cause().expect("the drop cancelled it");
+    assert_eq!(cause.to_string(), "the owner of `job` panicked");
+    assert!(below.cause().unwrap().to_string().contains("panicked"));
+}
+
+#[test]
+fn the_cause_outlives_every_node_above() {
+    let root = Phaser::named("root");
+    let middle = root.child().unwrap();
+    let leaf = middle.child().unwrap();
+    let token = leaf.token();
+    root.cancel_with(format!("built at {}", "run time"));
+    drop((root, middle, leaf)); // all drained and freed but the leaf's memory
+    assert_eq!(text(token.cause()).as_deref(), Some("built at run time"));
+}
+
+#[derive(Debug)]
+struct DiskFull {
+    source: io::Error,
+}
+
+impl std::fmt::Display for DiskFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the disk is full")
+    }
+}
+
+impl Error for DiskFull {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+#[test]
+fn an_error_cause_is_displayed_downcast_and_chained() {
+    let root = Phaser::new();
+    let error = DiskFull {
+        source: io::Error::from_raw_os_error(28),
+    };
+    root.cancel_with(Cause::new(error));
+    let cause = root.cause().unwrap();
+    assert_eq!(cause.to_string(), "the disk is full");
+    let error = cause.downcast_ref::<DiskFull>().expect("the same type");
+    assert_eq!(error.source.raw_os_error(), Some(28));
+    assert!(cause.downcast_ref::<io::Error>().is_none());
+    // As an `Error`, it is the wrapped error: its source is the io error.
+    let source = Error::source(&cause).expect("the wrapped error's source");
+    assert!(source.downcast_ref::<io::Error>().is_some());
+    // Clone + Send + Sync + 'static, and usable as a boxed error.
+    let boxed: Box<dyn Error + Send + Sync + 'static> = Box::new(cause.clone());
+    assert_eq!(boxed.to_string(), "the disk is full");
+    assert!(format!("{cause:?}").contains("DiskFull"));
+}
+
+#[test]
+fn a_report_shows_each_cause_once_on_the_highest_node() {
+    let root = Phaser::named("app");
+    let db = root.child_named("db").unwrap();
+    let _pipeline = db.child_named("pipeline").unwrap();
+    let _cache = root.child_named("cache").unwrap();
+    db.cancel_with("disk full");
+    root.cancel_with("SIGTERM");
+    let report = root.report();
+    assert_eq!(
+        report
+            .find("pipeline")
+            .unwrap()
+            .cause()
+            .unwrap()
+            .to_string(),
+        "disk full"
+    );
+    let shown = report.to_string();
+    assert_eq!(shown.matches("SIGTERM").count(), 1, "{shown}");
+    assert_eq!(shown.matches("disk full").count(), 1, "{shown}");
+    assert!(
+        shown.starts_with("app: cancelled, waiting for 2 children to finish (cause: SIGTERM)\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("  db: cancelled, waiting for 1 child to finish (cause: disk full)\n"));
+}
+
+/// Guarantee of the contract: the cause is final as soon as `is_cancelled()`
+/// reads true, and never changes afterwards, while two nested
+/// `cancel_with` calls race.
+#[test]
+fn racing_causes_are_final_once_cancelled_is_seen() {
+    for _ in 0..scaled(2000, 20) {
+        let root = Phaser::new();
+        let inner = root.child().unwrap();
+        let leaf = inner.child().unwrap();
+        let leaf_token = leaf.token();
+        let start = Arc::new(Barrier::new(3));
+        let done = Arc::new(AtomicBool::new(false));
+        let outer_cancel = {
+            let (token, start) = (root.token(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                token.cancel_with("outer");
+            })
+        };
+        let inner_cancel = {
+            let (token, start) = (inner.token(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                token.cancel_with("inner");
+            })
+        };
+        let reader = {
+            let (token, start, done) = (leaf_token.clone(), start.clone(), done.clone());
+            thread::spawn(move || {
+                start.wait();
+                let mut seen: Option<String> = None;
+                loop {
+                    let finished = done.load(Ordering::Acquire);
+                    if token.is_cancelled() {
+                        let now = text(token.cause()).expect("cancelled without its cause");
+                        if let Some(seen) = &seen {
+                            assert_eq!(seen, &now, "the cause changed");
+                        }
+                        seen = Some(now);
+                    }
+                    if finished {
+                        return seen;
+                    }
+                }
+            })
+        };
+        outer_cancel.join().unwrap();
+        inner_cancel.join().unwrap();
+        done.store(true, Ordering::Release);
+        let seen = reader.join().unwrap().expect("cancelled by the end");
+        let inner_cause = text(inner.cause()).unwrap();
+        assert!(inner_cause == "outer" || inner_cause == "inner");
+        assert_eq!(seen, text(leaf.cause()).unwrap());
+        assert_eq!(text(root.cause()).as_deref(), Some("outer"));
+    }
+}
