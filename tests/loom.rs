@@ -245,3 +245,91 @@ fn ancestor_cancel_returns_after_the_waiters_below_are_woken() {
         drop(middle);
     });
 }
+
+/// 11. Two `cancel_with` on nested nodes race: each node gets one of the two
+///     causes, the outer node gets the outer one, and a reader that sees a
+///     node cancelled sees its final cause at once (never `None` first,
+///     never a change).
+#[test]
+fn cancel_with_vs_cancel_with_on_nested_nodes() {
+    model(3, || {
+        let outer = Phaser::new();
+        let inner = outer.child().unwrap();
+        let inner_token = inner.token();
+        let outer_token = outer.token();
+        let other = thread::spawn(move || outer_token.cancel_with("outer"));
+        let reader = {
+            let token = inner.token();
+            thread::spawn(move || {
+                if token.is_cancelled() {
+                    let first = token.cause().expect("cancelled, but no cause yet");
+                    let again = token.cause().expect("the cause disappeared");
+                    assert_eq!(first.to_string(), again.to_string(), "the cause changed");
+                    Some(first.to_string())
+                } else {
+                    None
+                }
+            })
+        };
+        inner_token.cancel_with("inner");
+        other.join().unwrap();
+        let seen = reader.join().unwrap();
+        let inner_cause = inner.cause().unwrap().to_string();
+        assert!(inner_cause == "inner" || inner_cause == "outer");
+        if let Some(seen) = seen {
+            assert_eq!(seen, inner_cause, "the cause changed after it was read");
+        }
+        assert_eq!(outer.cause().unwrap().to_string(), "outer");
+    });
+}
+
+/// 12. `abort()` vs a task registering in `cancelled()` and another in
+///     `aborted()`: abort wakes both kinds (a lost wake-up is a deadlock).
+#[test]
+fn abort_vs_cancelled_and_aborted_waiters() {
+    model(2, || {
+        let node = Phaser::new();
+        let token = node.token();
+        let waiter = thread::spawn(move || {
+            block_on(token.cancelled());
+            block_on(token.aborted());
+        });
+        node.abort();
+        waiter.join().unwrap();
+    });
+}
+
+/// 12b. `abort()` of a node that is already cancelled vs a task registering
+///      in `aborted()`: the abort is a transition of its own and must wake it.
+#[test]
+fn abort_of_a_cancelled_node_vs_aborted_waiter() {
+    model(3, || {
+        let node = Phaser::new();
+        node.cancel();
+        let token = node.token();
+        let waiter = thread::spawn(move || block_on(token.aborted()));
+        node.abort();
+        waiter.join().unwrap();
+    });
+}
+
+/// 13. A cause read through a token of a leaf while the tree above it is
+///     cancelled, drained and freed on another thread: the cause lives in the
+///     leaf, so the read never touches a freed node.
+#[test]
+fn cause_read_vs_drain_and_free() {
+    model(3, || {
+        let root = Phaser::new();
+        let leaf = root.child().unwrap();
+        let token = leaf.token();
+        let dropper = thread::spawn(move || {
+            root.cancel_with("stop");
+            drop(leaf);
+            drop(root);
+        });
+        let cause = token.cause().map(|cause| cause.to_string());
+        assert!(cause.is_none() || cause.as_deref() == Some("stop"));
+        dropper.join().unwrap();
+        assert_eq!(token.cause().unwrap().to_string(), "stop");
+    });
+}

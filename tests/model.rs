@@ -9,7 +9,11 @@
 //! drop, then the `child()` calls that were refused (whose parent must then be
 //! cancelled). After each step every observable must agree: `is_cancelled`,
 //! `is_turn`, `live_children`, the report's nodes and states, and the futures
-//! (one that was pending must have been woken if the model says it is ready).
+//! (one that was pending must have been woken if the model says it is ready),
+//! `is_aborted` and each node's cause. Causes of nodes cancelled during a
+//! step may come from any of the step's cancellations that reach them (the
+//! order is the race's); the check asserts the library's answer is one of
+//! them, then holds it to that answer forever after.
 //!
 //! Replay a failure with `PHASEOUT_MODEL_SEED=<seed>`; run longer with
 //! `PHASEOUT_MODEL_SEEDS=<count>` (or `cargo test --test model -- --ignored`
@@ -25,7 +29,7 @@ use std::thread;
 
 use common::{poll_once, scaled, CountingWaker};
 use futures_core::FusedFuture;
-use phaseout::{NodeState, Phaser, Token};
+use phaseout::{Cause, NodeState, Phaser, Token};
 
 // ===== The model =====
 
@@ -33,6 +37,9 @@ use phaseout::{NodeState, Phaser, Token};
 struct ModelNode {
     parent: Option<usize>,
     cancelled: bool,
+    aborted: bool,
+    /// The cause's text once cancelled (`None` for a plain cancel).
+    cause: Option<String>,
     owner_done: bool,
     drained: bool,
     live_children: Vec<usize>,
@@ -60,23 +67,37 @@ impl Model {
         );
     }
 
-    fn cancel(&mut self, node: usize) {
+    /// The nodes of `node`'s subtree that are not drained.
+    fn subtree(&self, node: usize) -> Vec<usize> {
+        let mut out = Vec::new();
         let mut stack = vec![node];
         while let Some(node) = stack.pop() {
-            self.nodes.get_mut(&node).unwrap().cancelled = true;
-            stack.extend(
-                self.nodes
-                    .get_mut(&node)
-                    .unwrap()
-                    .live_children
-                    .iter()
-                    .copied(),
-            );
+            out.push(node);
+            stack.extend(self.nodes[&node].live_children.iter().copied());
+        }
+        out
+    }
+
+    /// Cancels the subtree; nodes cancelled first here get `cause`.
+    fn cancel(&mut self, node: usize, cause: Option<&str>) {
+        for node in self.subtree(node) {
+            let n = self.nodes.get_mut(&node).unwrap();
+            if !n.cancelled {
+                n.cause = cause.map(str::to_owned);
+            }
+            n.cancelled = true;
+        }
+    }
+
+    fn abort(&mut self, node: usize) {
+        self.cancel(node, None);
+        for node in self.subtree(node) {
+            self.nodes.get_mut(&node).unwrap().aborted = true;
         }
     }
 
     fn drop_owner(&mut self, node: usize) {
-        self.cancel(node);
+        self.cancel(node, Some(&owner_finished(node)));
         self.nodes.get_mut(&node).unwrap().owner_done = true;
         let mut current = Some(node);
         while let Some(node) = current {
@@ -113,15 +134,16 @@ impl Model {
         }
     }
 
-    /// Label → state of every un-drained node in `node`'s subtree.
-    fn report(&self, node: usize) -> BTreeMap<String, NodeState> {
-        let mut out = BTreeMap::new();
-        let mut stack = vec![node];
-        while let Some(node) = stack.pop() {
-            out.insert(label(node), self.state(node));
-            stack.extend(self.nodes[&node].live_children.iter().copied());
-        }
-        out
+    /// Label → state, aborted and cause of every un-drained node in
+    /// `node`'s subtree.
+    fn report(&self, node: usize) -> BTreeMap<String, (NodeState, bool, Option<String>)> {
+        self.subtree(node)
+            .into_iter()
+            .map(|id| {
+                let n = &self.nodes[&id];
+                (label(id), (self.state(id), n.aborted, n.cause.clone()))
+            })
+            .collect()
     }
 }
 
@@ -129,16 +151,46 @@ fn label(node: usize) -> String {
     format!("n{node}")
 }
 
+/// The cause a node gets from its own owner's drop.
+fn owner_finished(node: usize) -> String {
+    format!("the owner of `{}` finished", label(node))
+}
+
+fn text(cause: Option<Cause>) -> Option<String> {
+    cause.map(|cause| cause.to_string())
+}
+
 // ===== Operations =====
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
-    Child { new_id: usize },
+    Child {
+        new_id: usize,
+    },
     Cancel,
     TokenCancel,
+    /// `cancel_with("c<cause>")`, on the `Phaser` or (odd) a token.
+    CancelWith {
+        cause: usize,
+    },
+    Abort,
     Drop,
     PollCancelled,
     PollTurn,
+    PollAborted,
+}
+
+impl Op {
+    /// The cause this operation gives the nodes it cancels first, if it
+    /// cancels.
+    fn cause(self, id: usize) -> Option<Option<String>> {
+        match self {
+            Op::Cancel | Op::TokenCancel | Op::Abort => Some(None),
+            Op::CancelWith { cause } => Some(Some(format!("c{cause}"))),
+            Op::Drop => Some(Some(owner_finished(id))),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -156,18 +208,23 @@ enum Outcome {
 }
 
 fn pick_op(rng: &mut fastrand::Rng, is_root: bool, next_id: &mut usize) -> Op {
-    match rng.u32(0..100) {
+    match rng.u32(0..112) {
         0..=34 => {
             *next_id += 1;
             Op::Child {
                 new_id: *next_id - 1,
             }
         }
-        35..=42 => Op::Cancel,
-        43..=49 => Op::TokenCancel,
-        50..=74 if !is_root => Op::Drop,
-        50..=74 => Op::Cancel,
-        75..=87 => Op::PollCancelled,
+        35..=40 => Op::Cancel,
+        41..=45 => Op::TokenCancel,
+        46..=52 => Op::CancelWith {
+            cause: rng.usize(0..1000),
+        },
+        53..=55 => Op::Abort,
+        56..=80 if !is_root => Op::Drop,
+        56..=80 => Op::Cancel,
+        81..=93 => Op::PollCancelled,
+        94..=99 => Op::PollAborted,
         _ => Op::PollTurn,
     }
 }
@@ -192,6 +249,18 @@ fn run_op(op: Op, handle: Arc<Phaser>, start: &Barrier, done: &Barrier) -> Outco
             handle.token().cancel();
             Outcome::Done
         }
+        Op::CancelWith { cause } if cause % 2 == 0 => {
+            handle.cancel_with(format!("c{cause}"));
+            Outcome::Done
+        }
+        Op::CancelWith { cause } => {
+            handle.token().cancel_with(format!("c{cause}"));
+            Outcome::Done
+        }
+        Op::Abort => {
+            handle.abort();
+            Outcome::Done
+        }
         Op::Drop => {
             // The caller passed the only reference: this drops the Phaser.
             drop(Arc::into_inner(handle).expect("Drop gets the last reference"));
@@ -201,6 +270,20 @@ fn run_op(op: Op, handle: Arc<Phaser>, start: &Barrier, done: &Barrier) -> Outco
         Op::PollCancelled => {
             let (counter, waker) = CountingWaker::new();
             let mut future = handle.cancelled();
+            let first = poll_once(&mut future, &waker);
+            done.wait();
+            let wakes = counter.wakes();
+            let second = poll_once(&mut future, &waker);
+            assert_eq!(future.is_terminated(), second.is_ready());
+            return Outcome::Polled {
+                first,
+                wakes,
+                second,
+            };
+        }
+        Op::PollAborted => {
+            let (counter, waker) = CountingWaker::new();
+            let mut future = handle.token().aborted();
             let first = poll_once(&mut future, &waker);
             done.wait();
             let wakes = counter.wakes();
@@ -265,20 +348,35 @@ impl Run {
                 "{}",
                 ctx("live_children", id)
             );
-        }
-        for (&id, token) in &self.tokens {
             assert_eq!(
-                token.is_cancelled(),
-                self.model.nodes[&id].cancelled,
+                handle.is_aborted(),
+                node.aborted,
                 "{}",
-                ctx("token", id)
+                ctx("is_aborted", id)
             );
         }
-        let report: BTreeMap<String, NodeState> = self.live[&0]
+        for (&id, token) in &self.tokens {
+            let node = &self.model.nodes[&id];
+            assert_eq!(token.is_cancelled(), node.cancelled, "{}", ctx("token", id));
+            assert_eq!(
+                token.is_aborted(),
+                node.aborted,
+                "{}",
+                ctx("token aborted", id)
+            );
+            assert_eq!(text(token.cause()), node.cause, "{}", ctx("cause", id));
+        }
+        let report: BTreeMap<String, (NodeState, bool, Option<String>)> = self.live[&0]
             .report()
             .entries()
             .iter()
-            .map(|entry| (entry.label().unwrap().to_owned(), entry.state()))
+            .map(|entry| {
+                let cause = entry.cause().map(ToString::to_string);
+                (
+                    entry.label().unwrap().to_owned(),
+                    (entry.state(), entry.aborted(), cause),
+                )
+            })
             .collect();
         assert_eq!(
             report,
@@ -371,12 +469,51 @@ fn run_model(seed: u64, steps: usize) -> usize {
                 run.live.insert(new_id, Arc::new(child));
             }
         }
+        // Which causes may reach each node this step: those of the step's
+        // cancellations of it or an ancestor (the race decides which).
+        let mut possible: BTreeMap<usize, Vec<Option<String>>> = BTreeMap::new();
+        for (id, op, _) in &results {
+            if let Some(cause) = op.cause(*id) {
+                for node in run.model.subtree(*id) {
+                    possible.entry(node).or_default().push(cause.clone());
+                }
+            }
+        }
+        let reached_by_abort: Vec<usize> = results
+            .iter()
+            .filter(|(_, op, _)| matches!(op, Op::Abort))
+            .flat_map(|(id, _, _)| run.model.subtree(*id))
+            .collect();
         for (id, op, _) in &results {
             match op {
-                Op::Cancel | Op::TokenCancel => run.model.cancel(*id),
+                Op::Cancel | Op::TokenCancel => run.model.cancel(*id, None),
+                Op::CancelWith { cause } => run.model.cancel(*id, Some(&format!("c{cause}"))),
+                Op::Abort => run.model.abort(*id),
                 Op::Drop => run.model.drop_owner(*id),
                 _ => {}
             }
+        }
+        // A node that drained in this step while an abort of this step was
+        // walking towards it may or may not have been reached: either is a
+        // valid order, so adopt the library's answer. Every other node the
+        // abort reached must be aborted, as the model says.
+        for node in reached_by_abort {
+            if run.model.nodes[&node].drained {
+                run.model.nodes.get_mut(&node).unwrap().aborted = run.tokens[&node].is_aborted();
+            }
+        }
+        // Adopt the cause the library chose for each node first cancelled in
+        // this step, after checking it was a possible one.
+        for (&node, causes) in &possible {
+            if was_cancelled.get(&node).copied().unwrap_or(false) {
+                continue; // cancelled before: its cause must not change
+            }
+            let chosen = text(run.tokens[&node].cause());
+            assert!(
+                causes.contains(&chosen),
+                "seed {seed} step {step}: n{node} has cause {chosen:?}, not one of {causes:?}"
+            );
+            run.model.nodes.get_mut(&node).unwrap().cause = chosen;
         }
         for (id, op, outcome) in &results {
             match (op, outcome) {
@@ -387,7 +524,7 @@ fn run_model(seed: u64, steps: usize) -> usize {
                     )
                 }
                 (
-                    Op::PollCancelled | Op::PollTurn,
+                    Op::PollCancelled | Op::PollTurn | Op::PollAborted,
                     Outcome::Polled {
                         first,
                         wakes,
@@ -396,6 +533,7 @@ fn run_model(seed: u64, steps: usize) -> usize {
                 ) => {
                     let ready = match op {
                         Op::PollCancelled => run.model.nodes[id].cancelled,
+                        Op::PollAborted => run.model.nodes[id].aborted,
                         _ => run.model.is_turn(*id),
                     };
                     assert_eq!(
