@@ -139,8 +139,8 @@ impl Cause {
 
     /// Gives this cause's count to the caller as a pointer (for a node's
     /// cause slot); at least 4-aligned, so its two low bits are free.
-    pub(crate) fn into_raw(self) -> usize {
-        let ptr = self.shared.as_ptr() as usize;
+    pub(crate) fn into_raw(self) -> *mut u8 {
+        let ptr = self.shared.as_ptr().cast::<u8>();
         core::mem::forget(self);
         ptr
     }
@@ -151,8 +151,8 @@ impl Cause {
     ///
     /// `ptr` came from [`into_raw`](Self::into_raw), and that count has not
     /// been given back with [`from_raw`](Self::from_raw) yet.
-    pub(crate) unsafe fn clone_raw(ptr: usize) -> Self {
-        let shared = ptr as *mut Shared;
+    pub(crate) unsafe fn clone_raw(ptr: *mut u8) -> Self {
+        let shared = ptr.cast::<Shared>();
         // SAFETY: the count from `into_raw` keeps the block alive.
         count_one_more(unsafe { &(*shared).refs }, CAUSE);
         Self {
@@ -166,10 +166,10 @@ impl Cause {
     /// # Safety
     ///
     /// `ptr` came from `into_raw`, and this is the only `from_raw` for it.
-    pub(crate) unsafe fn from_raw(ptr: usize) -> Self {
+    pub(crate) unsafe fn from_raw(ptr: *mut u8) -> Self {
         Self {
             // SAFETY: `into_raw` pointers are never null.
-            shared: unsafe { NonNull::new_unchecked(ptr as *mut Shared) },
+            shared: unsafe { NonNull::new_unchecked(ptr.cast::<Shared>()) },
         }
     }
 }

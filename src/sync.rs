@@ -10,10 +10,10 @@
 //!   atomic access (and a spinning thread yields to it).
 
 #[cfg(all(not(loom), not(feature = "portable-atomic")))]
-pub(crate) use core::sync::atomic::{fence, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
 
 #[cfg(all(not(loom), feature = "portable-atomic"))]
-pub(crate) use portable_atomic::{fence, AtomicUsize, Ordering};
+pub(crate) use portable_atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
 
 #[cfg(not(loom))]
 pub(crate) use core::hint::spin_loop;
@@ -21,7 +21,7 @@ pub(crate) use core::hint::spin_loop;
 #[cfg(loom)]
 pub(crate) use loom::hint::spin_loop;
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
 
 /// Runs `f` so that no interrupt handler can run on this core meanwhile
 /// (with feature `critical-section`), or plainly. Used around the child-list

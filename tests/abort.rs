@@ -143,6 +143,7 @@ fn racing_aborts_both_return_after_the_waiters_are_woken() {
 }
 
 #[test]
+#[cfg(feature = "std")]
 fn blocking_and_async_waiters_on_threads_are_woken_by_abort() {
     for _ in 0..scaled(200, 5) {
         let root = Phaser::new();

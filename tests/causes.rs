@@ -84,6 +84,7 @@ fn a_drop_keeps_an_earlier_cause() {
 }
 
 #[test]
+#[cfg(feature = "std")]
 fn a_panicking_owner_says_panicked() {
     let root = Phaser::new();
     let child = root.child_named("job").unwrap();

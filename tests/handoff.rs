@@ -167,3 +167,53 @@ fn nested_cancels_with_waiters() {
         late.cancel(); // a drained node: nothing to walk
     }
 }
+
+/// A cause read through a leaf's token while another thread cancels the
+/// tree with a cause and drops every `Phaser` above (freeing those nodes):
+/// the cause lives in the leaf, so the read touches nothing freed.
+#[test]
+fn reading_a_cause_while_the_tree_above_is_freed() {
+    for _ in 0..ROUNDS {
+        let root = Phaser::named("root");
+        let middle = root.child().unwrap();
+        let leaf = middle.child_named("leaf").unwrap();
+        let token = leaf.token();
+        race(
+            move || {
+                root.cancel_with(String::from("stop"));
+                drop((leaf, middle, root));
+            },
+            || {
+                let cause = token.cause().map(|cause| cause.to_string());
+                assert!(cause.is_none() || cause.as_deref() == Some("stop"));
+            },
+        );
+        assert_eq!(token.cause().unwrap().to_string(), "stop");
+    }
+}
+
+/// `cancel_with` and `abort` on nested nodes against the drop of the
+/// nodes between them: both walks hand causes down through nodes that are
+/// being unlinked and freed.
+#[test]
+fn cancel_with_and_abort_while_the_subtree_drops() {
+    for _ in 0..ROUNDS {
+        let root = Phaser::new();
+        let middle = root.child().unwrap();
+        let leaf = middle.child().unwrap();
+        let leaf_token = leaf.token();
+        let root_token = root.token();
+        race(
+            move || {
+                drop(middle);
+                drop(leaf);
+            },
+            || {
+                root_token.cancel_with("outer");
+                root_token.abort();
+            },
+        );
+        assert!(leaf_token.is_cancelled());
+        assert!(root.is_aborted() && root.is_turn());
+    }
+}

@@ -2,56 +2,63 @@
 //!
 //! Most nodes (a request, a connection) have no label and are never
 //! cancelled with a cause, and a node must stay 64 bytes. So both share one
-//! word, by its low bit:
+//! pointer, told apart by its low bit:
 //!
-//! | word            | meaning                                             |
+//! | pointer         | meaning                                             |
 //! | --------------- | --------------------------------------------------- |
-//! | `0`             | no label, no cause                                  |
-//! | `cause \| 1`    | no label; the slot holds a [`Cause`] (`into_raw`)   |
-//! | `labeled`       | a `Box<Labeled>`, set at creation and never changed; its `cause` field is the slot (`0` or a `Cause`) |
+//! | null            | no label, no cause                                  |
+//! | `cause + 1`     | no label; the slot holds a [`Cause`] (`into_raw`)   |
+//! | `labeled`       | a `Box<Labeled>`, set at creation and never changed; its `cause` field is the slot (null or a `Cause`) |
 //!
 //! Both `Labeled` and a cause's block are at least 4-aligned, so the low bit
-//! is free. The slot is filled at most once, by compare-and-swap from `0`,
-//! and emptied only when the node is freed; so a reader that saw it filled
-//! sees the same cause forever. Whether the slot is the node's cause is the
-//! state word's business (`HAS_CAUSE`, node invariant #10): a walk that
-//! fills the slot and then loses the race to cancel the node leaves a cause
-//! there that nobody reads.
+//! is free; the tag is added and removed with pointer arithmetic, so the
+//! pointers keep their provenance (Miri checks with strict provenance). The
+//! slot is filled at most once, by compare-and-swap from empty, and emptied
+//! only when the node is freed; so a reader that saw it filled sees the same
+//! cause forever. Whether the slot is the node's cause is the state word's
+//! business (`HAS_CAUSE`, node invariant #10): a walk that fills the slot
+//! and then loses the race to cancel the node leaves a cause there that
+//! nobody reads.
 
 use alloc::boxed::Box;
+use core::ptr;
 
 use super::Label;
 use crate::cause::Cause;
-use crate::sync::{AtomicUsize, Ordering};
-
-/// The low bit of an unlabeled node's word that marks a cause.
-const UNLABELED_CAUSE: usize = 1;
+use crate::sync::{AtomicPtr, Ordering};
 
 /// The heap part of a labeled node.
 struct Labeled {
     label: Label,
-    /// `0`, or a cause from [`Cause::into_raw`].
-    cause: AtomicUsize,
+    /// Null, or a cause from [`Cause::into_raw`].
+    cause: AtomicPtr<u8>,
 }
 
 const _: () = assert!(core::mem::align_of::<Labeled>() >= 2);
 
+/// Whether `word` is an unlabeled node's tagged cause.
+#[inline]
+fn is_tagged(word: *mut u8) -> bool {
+    (word as usize) & 1 != 0
+}
+
 /// A node's label and cause slot; see the module doc.
 pub(crate) struct Meta {
-    word: AtomicUsize,
+    word: AtomicPtr<u8>,
 }
 
 impl Meta {
     pub(crate) fn new(label: Option<Label>) -> Self {
         let word = match label {
-            None => 0,
+            None => ptr::null_mut(),
             Some(label) => Box::into_raw(Box::new(Labeled {
                 label,
-                cause: AtomicUsize::new(0),
-            })) as usize,
+                cause: AtomicPtr::new(ptr::null_mut()),
+            }))
+            .cast::<u8>(),
         };
         Self {
-            word: AtomicUsize::new(word),
+            word: AtomicPtr::new(word),
         }
     }
 
@@ -61,12 +68,12 @@ impl Meta {
         // Relaxed: a labeled word is written before the node is shared and
         // never changes; an unlabeled one never becomes labeled.
         let word = self.word.load(Ordering::Relaxed);
-        if word == 0 || word & UNLABELED_CAUSE != 0 {
+        if word.is_null() || is_tagged(word) {
             return None;
         }
-        // SAFETY: an even, non-zero word is the `Box<Labeled>` made in
+        // SAFETY: an untagged, non-null word is the `Box<Labeled>` made in
         // `new`, freed only when `self` is dropped.
-        Some(unsafe { &*(word as *const Labeled) })
+        Some(unsafe { &*word.cast::<Labeled>() })
     }
 
     pub(crate) fn label(&self) -> Option<&Label> {
@@ -80,14 +87,19 @@ impl Meta {
     pub(crate) fn fill(&self, cause: &Cause) {
         let (slot, tag) = match self.labeled() {
             Some(labeled) => (&labeled.cause, 0),
-            None => (&self.word, UNLABELED_CAUSE),
+            None => (&self.word, 1),
         };
-        if slot.load(Ordering::Acquire) != 0 {
+        if !slot.load(Ordering::Acquire).is_null() {
             return; // filled already: do not clone for nothing
         }
         let raw = cause.clone().into_raw();
         if slot
-            .compare_exchange(0, raw | tag, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                ptr::null_mut(),
+                raw.wrapping_add(tag),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_err()
         {
             // SAFETY: `raw` was not stored, so its count is still ours.
@@ -99,27 +111,37 @@ impl Meta {
     pub(crate) fn cause(&self) -> Option<Cause> {
         let raw = match self.labeled() {
             Some(labeled) => labeled.cause.load(Ordering::Acquire),
-            None => self.word.load(Ordering::Acquire) & !UNLABELED_CAUSE,
+            None => untag(self.word.load(Ordering::Acquire)),
         };
         // SAFETY: a filled slot holds a count from `into_raw`, released
         // only in `drop` below, which cannot run while `&self` is alive.
-        (raw != 0).then(|| unsafe { Cause::clone_raw(raw) })
+        (!raw.is_null()).then(|| unsafe { Cause::clone_raw(raw) })
+    }
+}
+
+/// An unlabeled node's cause pointer without its tag (null stays null).
+#[inline]
+fn untag(word: *mut u8) -> *mut u8 {
+    if is_tagged(word) {
+        word.wrapping_sub(1)
+    } else {
+        word
     }
 }
 
 impl Drop for Meta {
     fn drop(&mut self) {
         let word = self.word.load(Ordering::Relaxed);
-        let cause = if word & UNLABELED_CAUSE != 0 {
-            word & !UNLABELED_CAUSE
-        } else if word != 0 {
+        let cause = if is_tagged(word) {
+            untag(word)
+        } else if !word.is_null() {
             // SAFETY: the box made in `new`; this is its only release.
-            let labeled = unsafe { Box::from_raw(word as *mut Labeled) };
+            let labeled = unsafe { Box::from_raw(word.cast::<Labeled>()) };
             labeled.cause.load(Ordering::Relaxed)
         } else {
-            0
+            ptr::null_mut()
         };
-        if cause != 0 {
+        if !cause.is_null() {
             // SAFETY: the slot's own count, given back once.
             drop(unsafe { Cause::from_raw(cause) });
         }

@@ -75,26 +75,26 @@
 //!    notify of that node, skips it (`notifying.rs`); the notify it is
 //!    inside wakes everyone before the outer call returns.
 //! 10. **A node's cause is decided by the RMW that cancels it, and never
-//!    changes.** A cancellation with a cause first fills the node's cause
-//!    slot (`meta.rs`: compare-and-swap from empty, so the first filler
-//!    wins and the slot never changes again), then sets `CANCELLED` with
-//!    `HAS_CAUSE` in one RMW, only if the node was not cancelled yet. The
-//!    owner's drop sets `CANCELLED | OWN_DROP` (and `PANICKED`) in one RMW
-//!    instead, with no slot. A plain `cancel()` sets neither. So a reader
-//!    that sees `CANCELLED` (acquire) sees the kind of cause in the same
-//!    word, and with `HAS_CAUSE` the slot's fill happens-before it: whoever
-//!    set the bit filled the slot, or read it filled by its failed CAS. A
-//!    walk that continues below a node cancelled by someone else passes
-//!    that node's cause on. The cause lives in the node itself (a count of
-//!    a shared `Cause`), not behind a pointer to an ancestor, so a `Token`
-//!    reads it after every node above was freed.
+//!     changes.** A cancellation with a cause first fills the node's cause
+//!     slot (`meta.rs`: compare-and-swap from empty, so the first filler
+//!     wins and the slot never changes again), then sets `CANCELLED` with
+//!     `HAS_CAUSE` in one RMW, only if the node was not cancelled yet. The
+//!     owner's drop sets `CANCELLED | OWN_DROP` (and `PANICKED`) in one RMW
+//!     instead, with no slot. A plain `cancel()` sets neither. So a reader
+//!     that sees `CANCELLED` (acquire) sees the kind of cause in the same
+//!     word, and with `HAS_CAUSE` the slot's fill happens-before it: whoever
+//!     set the bit filled the slot, or read it filled by its failed CAS. A
+//!     walk that continues below a node cancelled by someone else passes
+//!     that node's cause on. The cause lives in the node itself (a count of
+//!     a shared `Cause`), not behind a pointer to an ancestor, so a `Token`
+//!     reads it after every node above was freed.
 //! 11. **Abort is a second mark on the same walk.** `abort()` walks the
-//!    whole subtree (it cannot stop at `SUBTREE_CANCELLED`), sets
-//!    `CANCELLED | ABORTED` in each node's RMW, and notifies every node
-//!    with waiters that it finds aborted, whether or not it aborted it, so
-//!    when it returns every `aborted()` waiter below was woken (guarantee
-//!    14 without a second pending bit). It only adds flags: turns and
-//!    drains are untouched, and still come children first.
+//!     whole subtree (it cannot stop at `SUBTREE_CANCELLED`), sets
+//!     `CANCELLED | ABORTED` in each node's RMW, and notifies every node
+//!     with waiters that it finds aborted, whether or not it aborted it, so
+//!     when it returns every `aborted()` waiter below was woken (guarantee
+//!     14 without a second pending bit). It only adds flags: turns and
+//!     drains are untouched, and still come children first.
 //!
 //! # Memory ordering
 //!
