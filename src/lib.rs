@@ -16,6 +16,12 @@
 //! drains what the web server handed it, the database flushes what the
 //! pipeline wrote: nothing acknowledged is lost.
 //!
+//! Shutdown can say why and be escalated:
+//! [`cancel_with`](Phaser::cancel_with) gives the nodes it cancels a
+//! [`Cause`] (a signal, a failed component's error), read back with
+//! [`cause`](Phaser::cause); after a grace period,
+//! [`abort`](Phaser::abort) tells what is left to abandon the work in hand.
+//!
 //! Each node keeps its cancelled flag, owner-done flag and live-child count in
 //! one atomic word, so `is_cancelled()` is one load and every transition one
 //! atomic operation; a bit of the same word briefly locks the node's list of
