@@ -4,13 +4,19 @@
 Starts the release server on port 0 with a fresh db file, runs 8 clients
 sending PUTs as fast as they can (plus malformed lines), sends SIGTERM at
 several moments (almost at once, mid-stream, idle) and SIGINT once, then
-checks: exit status 0, every acknowledged record in the file exactly once,
-malformed lines answered with ERR, the shutdown time printed. It also checks
-the straggler path (--hang, exit 1 after the grace period, the report names
-the hung component) and that a second signal exits 130.
+checks: exit status 0, the `shutting down: SIGTERM` (or SIGINT) line, every
+acknowledged record in the file exactly once, malformed lines answered with
+ERR, the shutdown time printed. It also checks the staged stop: a component
+that ignores everything (--hang: `aborting:` line, report marked aborted,
+exit 1 after grace + abort grace), one that finishes when aborted
+(--hang-until-abort: exit 0 after about the grace); a db write failure under
+load (--fail-db-after N: the injected error as the cause, exit 2, exactly
+the N acknowledged records in the file); and that a second signal exits
+128 + its number (130 SIGINT, 143 SIGTERM).
 
 Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
-Prints `N passed, N failed` and exits non-zero on any failure.
+Prints each case's numbers, then `N passed, N failed`; exits non-zero on
+any failure.
 """
 import os
 import re
@@ -141,6 +147,9 @@ def load_scenario(name, sig, delay, idle=False):
     check(f"{name}: order web, pipeline, db",
           out.find("web: all connections closed") < out.find("pipeline: drained") < out.find("db: flushed"), out)
     check(f"{name}: shutdown time printed", shutdown is not None, out)
+    cause_lines = re.findall(r"^shutting down: .*$", out, re.M)
+    check(f"{name}: one line `shutting down: {sig.name}`",
+          cause_lines == [f"shutting down: {sig.name}"], out)
     check(f"{name}: malformed lines answered ERR",
           all(c.malformed_bad == 0 for c in clients), "a malformed line was accepted")
     numbers.append(f"{name}: {len(acked)} acknowledged, {len(stored)} stored, {len(lost)} lost, "
@@ -170,27 +179,113 @@ def protocol_checks():
     check("protocol: clean exit", code == 0, out)
 
 
-def straggler_check():
-    server = Server("--hang", "pipeline", "--grace", "1")
+def timed_stop(server, sig=signal.SIGTERM):
+    """Sends `sig` after one acknowledged PUT; returns status, output and
+    the seconds from the signal to the exit."""
     sock = socket.create_connection((server.host, server.port), timeout=10)
     sock.sendall(b"PUT a b\n")
     sock.makefile("r").readline()
     sock.close()
     start = time.monotonic()
-    server.signal(signal.SIGTERM)
+    server.signal(sig)
+    code, out = server.finish()
+    return code, out, time.monotonic() - start
+
+
+def straggler_check():
+    server = Server("--hang", "pipeline", "--grace", "1")
+    code, out, waited = timed_stop(server)
+    # Grace 1 s, then the default abort grace of 1 s.
+    check("straggler: exits 1 after grace + abort grace", code == 1 and 1.9 < waited < 10,
+          f"status {code} after {waited:.1f} s")
+    check("straggler: the report names the hung component", re.search(r"^\s*pipeline: ", out, re.M) is not None, out)
+    numbers.append(f"straggler (--hang pipeline, grace 1 s): exit {code} after {waited:.2f} s")
+
+
+def hang_check():
+    server = Server("--hang", "web", "--grace", "1", "--abort-grace", "0.5")
+    code, out, waited = timed_stop(server)
+    aborting = re.search(r"^aborting: still running after 1\.0s grace: (.*)$", out, re.M)
+    check("--hang web: exits 1 after grace + abort grace", code == 1 and 1.4 < waited < 10,
+          f"status {code} after {waited:.1f} s\n{out}")
+    check("--hang web: `aborting:` line names web", aborting is not None and "web" in aborting.group(1), out)
+    check("--hang web: the report marks web aborted", re.search(r"^\s*web: aborted", out, re.M) is not None, out)
+    check("--hang web: the report shows the cause", "(cause: SIGTERM)" in out, out)
+    numbers.append(f"--hang web (grace 1 s, abort grace 0.5 s): exit {code} after {waited:.2f} s, "
+                   f"aborting line {aborting.group(0) if aborting else None!r}")
+
+
+def hang_until_abort_check():
+    server = Server("--hang-until-abort", "pipeline", "--grace", "1")
+    code, out, waited = timed_stop(server, signal.SIGINT)
+    aborting = re.search(r"^aborting: .*pipeline.*$", out, re.M)
+    shutdown = re.search(r"shutdown complete in ([\d.]+) ms", out)
+    check("--hang-until-abort pipeline: exit 0", code == 0, f"status {code}\n{out}")
+    check("--hang-until-abort pipeline: `aborting:` line names pipeline", aborting is not None, out)
+    # About the grace, well before the abort grace (1 s more) would end.
+    check("--hang-until-abort pipeline: stops about when the grace ends", 0.95 < waited < 1.6,
+          f"{waited:.2f} s")
+    check("--hang-until-abort pipeline: cause SIGINT", "shutting down: SIGINT" in out, out)
+    numbers.append(f"--hang-until-abort pipeline (grace 1 s): exit {code} after {waited:.2f} s "
+                   f"(server: {shutdown.group(1) if shutdown else '?'} ms)")
+
+
+def db_failure_check(fail_after=3000):
+    """Clients under load until the db's write of record fail_after + 1
+    fails: the server stops by itself."""
+    server = Server("--fail-db-after", str(fail_after))
+    stop = threading.Event()
+    clients = [Client(server, i, stop) for i in range(CLIENTS)]
+    start = time.monotonic()
+    for c in clients:
+        c.start()
+    try:
+        code, out = server.finish(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        code, out = server.finish()
+    wall = time.monotonic() - start
+    stop.set()
+    for c in clients:
+        c.join(timeout=30)
+    acked = [r for c in clients for r in c.acked]
+    stored = server.records()
+    counts = {}
+    for r in stored:
+        counts[r] = counts.get(r, 0) + 1
+    lost = [r for r in acked if counts.get(r, 0) == 0]
+    dupes = [r for r, n in counts.items() if n > 1]
+    unacked = set(stored) - set(acked)
+    cause = re.findall(r"^shutting down: (.*)$", out, re.M)
+    check("db failure: exit status 2", code == 2, f"status {code}\n{out}")
+    check("db failure: one `shutting down:` line with the injected error",
+          len(cause) == 1 and "injected failure" in cause[0], out)
+    check("db failure: no acknowledged record lost", not lost, f"{len(lost)} lost, e.g. {lost[:3]}")
+    check("db failure: no record stored twice", not dupes, f"{len(dupes)} duplicates")
+    check(f"db failure: exactly the {fail_after} records before the failure stored",
+          len(stored) == fail_after, f"{len(stored)} stored")
+    check("db failure: every stored record was acknowledged", not unacked,
+          f"{len(unacked)} stored without OK, e.g. {sorted(unacked)[:3]}")
+    check("db failure: order web, pipeline, db",
+          out.find("web: all connections closed") < out.find("pipeline: drained") < out.find("db: flushed"), out)
+    numbers.append(f"db failure (--fail-db-after {fail_after}): {len(acked)} acknowledged, {len(stored)} stored, "
+                   f"{len(lost)} lost, {len(unacked)} stored unacknowledged, exit {code} "
+                   f"{wall:.2f} s after the clients started")
+
+
+def second_signal_check(first, second, expected):
+    server = Server("--hang", "db", "--grace", "30")
+    server.signal(first)
+    time.sleep(0.3)
+    start = time.monotonic()
+    server.signal(second)
     code, out = server.finish()
     waited = time.monotonic() - start
-    check("straggler: exits 1 after the grace period", code == 1 and 0.9 < waited < 10, f"status {code} after {waited:.1f} s")
-    check("straggler: the report names the hung component", re.search(r"^\s*pipeline \[", out, re.M) is not None, out)
-
-
-def second_signal_check():
-    server = Server("--hang", "db", "--grace", "30")
-    server.signal(signal.SIGTERM)
-    time.sleep(0.3)
-    server.signal(signal.SIGINT)
-    code, out = server.finish()
-    check("second signal: exits 130 at once", code == 130, f"status {code}\n{out}")
+    name = f"second signal {first.name} then {second.name}"
+    check(f"{name}: exits {expected} at once", code == expected and waited < 2,
+          f"status {code} after {waited:.2f} s\n{out}")
+    check(f"{name}: cause {first.name}", f"shutting down: {first.name}" in out, out)
+    numbers.append(f"{name}: exit {code} {waited * 1000:.0f} ms after the second signal")
 
 
 def main():
@@ -200,7 +295,12 @@ def main():
     load_scenario("SIGINT mid-stream", signal.SIGINT, 0.5)
     protocol_checks()
     straggler_check()
-    second_signal_check()
+    hang_check()
+    hang_until_abort_check()
+    db_failure_check()
+    second_signal_check(signal.SIGTERM, signal.SIGINT, 130)
+    second_signal_check(signal.SIGTERM, signal.SIGTERM, 143)
+    second_signal_check(signal.SIGINT, signal.SIGINT, 130)
     print("\n".join(numbers))
     print(f"server e2e: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

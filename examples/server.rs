@@ -1,34 +1,68 @@
 //! The seed's problem, solved: a line-based TCP service that accepts
 //! records, transforms them in a pipeline and appends them to a file, and
-//! loses nothing acknowledged when it is told to stop.
+//! loses nothing acknowledged when it is told to stop, when the disk fails,
+//! or when a component hangs.
 //!
 //! ```text
-//! db            appends records, fsyncs before it stops (stops last)
-//! └── pipeline  transforms records (stops once web has stopped)
-//!     └── web   accepts connections (stops first)
-//!         └── conn 127.0.0.1:50412 ...   one node per connection
+//! server        main: waits for the first signal, then runs the staged stop
+//! └── db            appends records, fsyncs before it stops (stops last)
+//!     └── pipeline  transforms records (stops once web has stopped)
+//!         └── web   accepts connections (stops first)
+//!             └── conn 127.0.0.1:50412 ...   one node per connection
 //! ```
 //!
-//! Run: `cargo run --release --example server --features signal -- --addr 127.0.0.1:7878 --db ./data.log [--grace 10]`
+//! Run: `cargo run --release --example server --features signal -- --addr 127.0.0.1:7878 --db ./data.log [--grace 10] [--abort-grace 1]`
 //! (port 0 picks a free port; the first line printed is `listening on ADDR`).
 //!
-//! Protocol, one line each way: `PUT <key> <value>` → `OK <n>` once the
-//! record is in the pipeline; anything else → `ERR <reason>`; after shutdown
-//! began → `ERR shutting down`; a line over 64 KiB → `ERR` and the connection
-//! closes. On SIGTERM or SIGINT: web stops accepting, each connection
-//! finishes its line and closes, the pipeline drains, the db flushes and
-//! fsyncs, and the program prints each stage's time and exits 0. If that takes
-//! longer than `--grace` seconds it prints who is still running and exits 1.
-//! A second signal exits 130 at once.
+//! # Protocol
+//!
+//! One line each way: `PUT <key> <value>` → `OK <n>` once the db has
+//! written the record to the file (see [`Record::stored`]); anything else →
+//! `ERR <reason>`; after shutdown began → `ERR shutting down`, or
+//! `ERR shutting down (not stored)` for a record the db could no longer
+//! store; a line over 64 KiB → `ERR` and the connection closes.
+//!
+//! # Stopping
+//!
+//! Shutdown starts on the first SIGTERM or SIGINT, or when the db cannot
+//! write (a write or fsync error). The server prints one line
+//! `shutting down: <cause>` (`SIGTERM`, `SIGINT` or the I/O error), then
+//! stops in stages, each printed with its time since shutdown started:
+//!
+//! 1. cancel: web stops accepting, each connection closes once idle, the
+//!    pipeline drains, the db writes what is queued and fsyncs;
+//! 2. if that takes longer than `--grace SECS` (default 10): a line
+//!    `aborting: still running after …s grace: <who>`, and the tree is
+//!    aborted: connections close even mid-request, the pipeline stops
+//!    draining (what it drops was never acknowledged);
+//! 3. if it still has not finished `--abort-grace SECS` (default 1) later:
+//!    the report of who is still running (marked `aborted`), exit 1.
+//!
+//! A second signal exits at once with 128 + the signal's number (130 for
+//! SIGINT, 143 for SIGTERM).
+//!
+//! # Exit status
+//!
+//! 0: stopped, within the grace period or after the abort; 1: still running
+//! after the abort grace; 2: the db failed (or bad arguments, or the file or
+//! the address could not be opened); 130/143: a second signal.
+//!
+//! # Test-only flags
+//!
+//! `--hang COMPONENT` (`web`, `pipeline` or `db`): the component ignores
+//! everything at its turn, abort included. `--hang-until-abort COMPONENT`:
+//! it holds on at its turn until it is aborted, then finishes.
+//! `--fail-db-after N`: the db stores N records, then its next write fails
+//! as a full disk would.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phaseout::Phaser;
+use phaseout::{Cause, NodeState, Phaser, Report, Token};
 use smol::channel::{self, Receiver, Sender};
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::net::{TcpListener, TcpStream};
@@ -37,7 +71,7 @@ use smol::net::{TcpListener, TcpStream};
 const MAX_LINE: u64 = 64 * 1024;
 /// Records queued between stages before senders wait (backpressure).
 const QUEUE: usize = 1024;
-/// Records the db writes between flushes.
+/// Most records the db writes with one system call.
 const BATCH: usize = 256;
 
 /// A record accepted from a client.
@@ -45,6 +79,14 @@ struct Record {
     seq: u64,
     key: String,
     value: String,
+    /// Where the db says "written". The connection answers `OK` only once
+    /// this fires, so `OK` means "in the file" (handed to the kernel; the
+    /// fsync comes at shutdown), never merely "queued": a record in flight
+    /// when the disk fails was not acknowledged, and one acknowledged
+    /// before the failure is already in the file. If the record is dropped
+    /// instead (the db failed, or the pipeline was aborted), the sender
+    /// drops with it and the connection answers `ERR`.
+    stored: Sender<()>,
 }
 
 /// A record after the pipeline's transform, ready for the db.
@@ -58,8 +100,13 @@ struct Options {
     addr: String,
     db: String,
     grace: Duration,
-    /// Test-only: make this component hang at its turn.
+    abort_grace: Duration,
+    /// Test-only: this component ignores everything at its turn.
     hang: Option<String>,
+    /// Test-only: this component holds on at its turn until aborted.
+    hang_until_abort: Option<String>,
+    /// Test-only: the db's write of record N + 1 fails.
+    fail_db_after: Option<u64>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -67,7 +114,16 @@ fn parse_options() -> Result<Options, String> {
         addr: "127.0.0.1:7878".into(),
         db: "./data.log".into(),
         grace: Duration::from_secs(10),
+        abort_grace: Duration::from_secs(1),
         hang: None,
+        hang_until_abort: None,
+        fail_db_after: None,
+    };
+    let component = |flag: &str, name: String| match name.as_str() {
+        "web" | "pipeline" | "db" => Ok(name),
+        _ => Err(format!(
+            "{flag}: expected web, pipeline or db, not {name:?}"
+        )),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -75,12 +131,16 @@ fn parse_options() -> Result<Options, String> {
         match flag.as_str() {
             "--addr" => options.addr = value()?,
             "--db" => options.db = value()?,
-            "--grace" => {
-                let secs: f64 = value()?.parse().map_err(|e| format!("--grace: {e}"))?;
-                options.grace =
-                    Duration::try_from_secs_f64(secs).map_err(|e| format!("--grace: {e}"))?;
+            "--grace" => options.grace = seconds(&flag, &value()?)?,
+            "--abort-grace" => options.abort_grace = seconds(&flag, &value()?)?,
+            "--hang" => options.hang = Some(component(&flag, value()?)?),
+            "--hang-until-abort" => {
+                options.hang_until_abort = Some(component(&flag, value()?)?);
             }
-            "--hang" => options.hang = Some(value()?),
+            "--fail-db-after" => {
+                let n = value()?.parse().map_err(|e| format!("{flag}: {e}"))?;
+                options.fail_db_after = Some(n);
+            }
             other => {
                 return Err(format!(
                     "unknown argument {other:?}; see the top of examples/server.rs"
@@ -91,11 +151,21 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// Waits forever if `--hang` names this component (to test the grace
-/// period's straggler report).
-async fn maybe_hang(options: &Options, component: &str) {
+fn seconds(flag: &str, text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|e| format!("{flag}: {e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{flag}: {e}"))
+}
+
+/// The test-only hangs, at a component's turn: `--hang` waits forever (the
+/// straggler report must name it), `--hang-until-abort` until the abort
+/// (the staged stop must get it out).
+async fn maybe_hang(options: &Options, component: &str, phaser: &Phaser) {
     if options.hang.as_deref() == Some(component) {
         std::future::pending::<()>().await;
+    }
+    if options.hang_until_abort.as_deref() == Some(component) {
+        phaser.aborted().await;
+        println!("{component}: aborted, finishing");
     }
 }
 
@@ -112,13 +182,7 @@ async fn web(
     options: Arc<Options>,
 ) {
     let next_seq = Arc::new(AtomicU64::new(1));
-    loop {
-        let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
-            phaser.cancelled().await;
-            None
-        })
-        .await;
-        let Some(accepted) = accepted else { break };
+    while let Some(accepted) = phaser.run_until_cancelled(listener.accept()).await {
         let Ok((stream, peer)) = accepted else {
             continue;
         };
@@ -132,7 +196,7 @@ async fn web(
     let stopping = Instant::now();
     println!("web: stopped accepting");
     phaser.turn().await; // every connection has closed
-    maybe_hang(&options, "web").await;
+    maybe_hang(&options, "web", &phaser).await;
     println!("web: all connections closed after {}", since(stopping));
 }
 
@@ -148,21 +212,9 @@ async fn connection(
     loop {
         line.clear();
         // Wait for the next line, or for shutdown while idle between lines.
-        let read = smol::future::or(
-            async {
-                Some(
-                    (&mut reader)
-                        .take(MAX_LINE)
-                        .read_until(b'\n', &mut line)
-                        .await,
-                )
-            },
-            async {
-                phaser.cancelled().await;
-                None
-            },
-        )
-        .await;
+        let read = phaser
+            .run_until_cancelled((&mut reader).take(MAX_LINE).read_until(b'\n', &mut line))
+            .await;
         let reply = match read {
             None => break,                       // shutdown while idle: close
             Some(Ok(0)) | Some(Err(_)) => break, // the client closed
@@ -171,9 +223,32 @@ async fn connection(
                 break;
             }
             Some(Ok(_)) if phaser.is_cancelled() => "ERR shutting down\n".to_string(),
-            Some(Ok(_)) => handle(&line, &to_pipeline, &next_seq).await,
+            Some(Ok(_)) => {
+                // Waiting for the db is bounded by the abort: once aborted,
+                // close without an answer (the record is not acknowledged).
+                let handled = smol::future::or(
+                    async { Some(handle(&line, &to_pipeline, &next_seq).await) },
+                    async {
+                        phaser.aborted().await;
+                        None
+                    },
+                );
+                match handled.await {
+                    Some(reply) => reply,
+                    None => break,
+                }
+            }
         };
-        if writer.write_all(reply.as_bytes()).await.is_err() {
+        // A client that does not read its answers holds us only until the
+        // abort.
+        let written = smol::future::or(
+            async { writer.write_all(reply.as_bytes()).await.is_ok() },
+            async {
+                phaser.aborted().await;
+                false
+            },
+        );
+        if !written.await {
             break;
         }
     }
@@ -195,14 +270,20 @@ async fn handle(line: &[u8], to_pipeline: &Sender<Record>, next_seq: &AtomicU64)
         return "ERR empty key or value\n".into();
     }
     let seq = next_seq.fetch_add(1, Ordering::Relaxed);
+    let (stored, written) = channel::bounded(1);
     let record = Record {
         seq,
         key: key.into(),
         value: value.into(),
+        stored,
     };
-    match to_pipeline.send(record).await {
+    if to_pipeline.send(record).await.is_err() {
+        return "ERR shutting down\n".into();
+    }
+    // `OK` only once the record is in the file: see `Record::stored`.
+    match written.recv().await {
         Ok(()) => format!("OK {seq}\n"),
-        Err(_) => "ERR shutting down\n".into(),
+        Err(_) => "ERR shutting down (not stored)\n".into(),
     }
 }
 
@@ -226,29 +307,42 @@ async fn pipeline(
                 to_db
                     .send(transform(record))
                     .await
-                    .expect("the db outlives the pipeline");
+                    .expect("the db receives until the pipeline is done");
                 transformed += 1;
             }
             None => break,
         }
     }
     // Our turn: web and every connection have finished, so nothing more can
-    // be queued. Drain what is left.
+    // be queued. Drain what is left, unless aborted: then what is left is
+    // dropped, which answers its connection `ERR` (if it is still open),
+    // so nothing dropped here was acknowledged.
     let stopping = Instant::now();
     let mut drained = 0u64;
+    let mut dropped = 0u64;
     while let Ok(record) = from_web.try_recv() {
-        to_db
-            .send(transform(record))
-            .await
-            .expect("the db outlives the pipeline");
+        let sent = smol::future::or(
+            async { to_db.send(transform(record)).await.is_ok() },
+            async {
+                phaser.aborted().await;
+                false
+            },
+        );
+        if !sent.await {
+            dropped = 1 + from_web.len() as u64;
+            break;
+        }
         drained += 1;
     }
-    maybe_hang(&options, "pipeline").await;
+    maybe_hang(&options, "pipeline", &phaser).await;
     println!(
         "pipeline: drained {drained} queued records ({} in all) in {}",
         transformed + drained,
         since(stopping)
     );
+    if dropped > 0 {
+        println!("pipeline: aborted, dropped {dropped} unacknowledged records");
+    }
 }
 
 /// The pipeline's work per record: an FNV-1a checksum of key and value.
@@ -265,15 +359,126 @@ fn transform(record: Record) -> Transformed {
 
 // ===== db: append in batches, fsync before draining =====
 
+/// The db file: appends whole records, and never leaves a torn one.
+struct Disk {
+    file: File,
+    /// The file's length: where the next batch starts.
+    len: u64,
+    /// Records stored in this run.
+    stored: u64,
+    /// Test-only: how many records store before a write fails.
+    fail_after: Option<u64>,
+    /// The batch being written, and where each record ends in it.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Disk {
+    fn open(path: &str, fail_after: Option<u64>) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Self {
+            file,
+            len,
+            stored: 0,
+            fail_after,
+            bytes: Vec::new(),
+            ends: Vec::new(),
+        })
+    }
+
+    /// Appends `batch` with as few system calls as the kernel allows.
+    /// Returns how many of its records are whole in the file (a prefix of
+    /// the batch), and the error that stopped the rest. A record cut in two
+    /// by the error is cut off the file again, so the file holds exactly the
+    /// records reported stored.
+    fn append(&mut self, batch: &[Transformed]) -> (usize, Option<io::Error>) {
+        self.bytes.clear();
+        self.ends.clear();
+        for item in batch {
+            let Record {
+                seq, key, value, ..
+            } = &item.record;
+            // Writing into a Vec cannot fail.
+            let _ = writeln!(self.bytes, "{key} {value} {seq} {:016x}", item.checksum);
+            self.ends.push(self.bytes.len());
+        }
+        // Test-only: the records past the limit fail as on a full disk,
+        // after the ones before them were written.
+        let mut injected = None;
+        let mut end = self.bytes.len();
+        if let Some(limit) = self.fail_after {
+            let fit = limit.saturating_sub(self.stored);
+            if fit < batch.len() as u64 {
+                end = fit
+                    .checked_sub(1)
+                    .map_or(0, |last| self.ends[last as usize]);
+                injected = Some(io::Error::other(format!(
+                    "injected failure: no space left on device after {limit} records"
+                )));
+            }
+        }
+        let mut done = 0;
+        let mut error = None;
+        while done < end {
+            match self.file.write(&self.bytes[done..end]) {
+                Ok(0) => {
+                    error = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        let error = error.or(injected);
+        let whole = self.ends.partition_point(|&end| end <= done);
+        let kept = whole.checked_sub(1).map_or(0, |last| self.ends[last]);
+        if kept < done {
+            // A torn last line. If even this fails, the file ends with a
+            // partial line that no client was told is stored.
+            let _ = self.file.set_len(self.len + kept as u64);
+        }
+        self.len += kept as u64;
+        self.stored += whole as u64;
+        (whole, error)
+    }
+}
+
+/// Writes `batch`, then tells each stored record's connection. On an error,
+/// cancels the whole server with it as the cause and returns it.
+fn commit(disk: &mut Disk, batch: &mut Vec<Transformed>, server: &Token) -> Option<Cause> {
+    let (whole, error) = disk.append(batch);
+    for item in batch.drain(..).take(whole) {
+        // The channel has room for this one message; the connection may
+        // be gone (aborted), which is fine.
+        let _ = item.record.stored.try_send(());
+    }
+    // The rest of the batch drops here: their connections answer `ERR`.
+    let error = error?;
+    println!(
+        "db: write failed after {} records: {error}; storing nothing more",
+        disk.stored
+    );
+    let cause = Cause::new(error);
+    server.cancel_with(cause.clone());
+    Some(cause)
+}
+
+/// Appends records in batches; the first write or fsync error shuts the
+/// server down with that error as the cause, and is returned (exit 2).
 async fn db(
     phaser: Phaser,
     from_pipeline: Receiver<Transformed>,
-    file: File,
+    mut disk: Disk,
+    server: Token,
     options: Arc<Options>,
-) {
-    let mut out = BufWriter::new(file);
-    let mut written = 0u64;
-    let mut batch = 0usize;
+) -> Result<(), Cause> {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut failure: Option<Cause> = None;
     loop {
         let next = smol::future::or(async { from_pipeline.recv().await.ok() }, async {
             phaser.turn().await;
@@ -281,34 +486,105 @@ async fn db(
         })
         .await;
         let Some(item) = next else { break };
-        write_record(&mut out, &item);
-        written += 1;
-        batch += 1;
-        if batch >= BATCH || from_pipeline.is_empty() {
-            out.flush().expect("db write failed");
-            batch = 0;
+        if failure.is_some() {
+            // Keep receiving, so the pipeline can drain, but store nothing
+            // after the failure: dropping the record answers `ERR`.
+            continue;
+        }
+        batch.push(item);
+        if batch.len() >= BATCH || from_pipeline.is_empty() {
+            failure = commit(&mut disk, &mut batch, &server);
         }
     }
     let stopping = Instant::now();
     while let Ok(item) = from_pipeline.try_recv() {
-        write_record(&mut out, &item);
-        written += 1;
+        if failure.is_none() {
+            batch.push(item);
+            if batch.len() >= BATCH {
+                failure = commit(&mut disk, &mut batch, &server);
+            }
+        }
     }
-    maybe_hang(&options, "db").await;
-    let file = out.into_inner().expect("db write failed");
-    file.sync_all().expect("db fsync failed");
-    println!(
-        "db: flushed and fsynced {written} records in {}",
-        since(stopping)
-    );
-}
-
-fn write_record(out: &mut BufWriter<File>, item: &Transformed) {
-    let Record { seq, key, value } = &item.record;
-    writeln!(out, "{key} {value} {seq} {:016x}", item.checksum).expect("db write failed");
+    if failure.is_none() && !batch.is_empty() {
+        failure = commit(&mut disk, &mut batch, &server);
+    }
+    maybe_hang(&options, "db", &phaser).await;
+    // Even after a failed write: what was acknowledged must reach the disk.
+    match disk.file.sync_all() {
+        Ok(()) => println!(
+            "db: flushed and fsynced {} records in {}",
+            disk.stored,
+            since(stopping)
+        ),
+        Err(error) => {
+            println!("db: fsync failed: {error}");
+            let cause = Cause::new(error);
+            server.cancel_with(cause.clone()); // a no-op if shutdown began
+            failure = failure.or(Some(cause));
+        }
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 // ===== main =====
+
+/// Cancels `server` with the signal's name as the cause on the first SIGINT
+/// or SIGTERM, and exits with 128 + its number on the second.
+///
+/// This replaces `phaseout::signal::cancel_on_terminate` rather than adding
+/// to it: both would get each signal, and whichever thread came first would
+/// decide the cause (a plain `cancel()` first leaves none, since the first
+/// cancellation wins). One thread that sees every signal decides both.
+#[cfg(unix)]
+fn on_signals(server: Token) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for (earlier, signal) in signals.forever().enumerate() {
+                if earlier > 0 {
+                    std::process::exit(128 + signal);
+                }
+                server.cancel_with(if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                });
+            }
+        })?;
+    Ok(())
+}
+
+/// Elsewhere, Ctrl-C through the library (a plain cancel: no cause).
+#[cfg(not(unix))]
+fn on_signals(server: Token) -> io::Result<()> {
+    phaseout::signal::cancel_on_terminate(server).map(drop)
+}
+
+/// Who holds the shutdown up: the nodes whose turn came but whose owner has
+/// not finished (connections counted, not named).
+fn holding_up(report: &Report) -> String {
+    let mut names = Vec::new();
+    let mut connections = 0;
+    for entry in report.entries().iter().filter(|e| e.depth() > 0) {
+        if entry.state() != NodeState::Turn {
+            continue; // waiting for its children, or finished
+        }
+        match entry.label() {
+            Some(label) if label.starts_with("conn ") => connections += 1,
+            Some(label) => names.push(label.to_string()),
+            None => names.push(format!("#{:x}", entry.id())),
+        }
+    }
+    match connections {
+        0 => {}
+        1 => names.push("1 connection".into()),
+        n => names.push(format!("{n} connections")),
+    }
+    names.join(", ")
+}
 
 fn main() {
     let options = match parse_options() {
@@ -325,13 +601,11 @@ fn main() {
         .expect("nothing cancels before the handlers exist");
     let pipeline_node = db_node.child_named("pipeline").expect("db is live");
     let web_node = pipeline_node.child_named("web").expect("pipeline is live");
-    let _signals =
-        phaseout::signal::cancel_on_terminate(root.token()).expect("install signal handlers");
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&options.db);
-    let file = file.unwrap_or_else(|e| {
+    if let Err(e) = on_signals(root.token()) {
+        eprintln!("server: cannot install the signal handlers: {e}");
+        std::process::exit(2);
+    }
+    let disk = Disk::open(&options.db, options.fail_db_after).unwrap_or_else(|e| {
         eprintln!("server: cannot open {}: {e}", options.db);
         std::process::exit(2);
     });
@@ -349,29 +623,59 @@ fn main() {
 
         let (to_pipeline, from_web) = channel::bounded(QUEUE);
         let (to_db, from_pipeline) = channel::bounded(QUEUE);
+        let db_task = smol::spawn(db(
+            db_node,
+            from_pipeline,
+            disk,
+            root.token(),
+            options.clone(),
+        ));
         let tasks = [
-            smol::spawn(db(db_node, from_pipeline, file, options.clone())),
             smol::spawn(pipeline(pipeline_node, from_web, to_db, options.clone())),
             smol::spawn(web(web_node, listener, to_pipeline, options.clone())),
         ];
 
-        root.cancelled().await; // the first signal
+        root.cancelled().await; // a signal, or the db failed
         let started = Instant::now();
-        println!("shutdown: signal received");
-        match root.turn_within(smol::Timer::after(options.grace)).await {
-            Ok(()) => {
-                for task in tasks {
-                    task.await;
-                }
-                println!("shutdown complete in {}", since(started));
-                0
-            }
-            Err(stragglers) => {
-                println!(
-                    "shutdown: gave up after {:.1} s; still running:\n{stragglers}",
-                    options.grace.as_secs_f64()
-                );
-                1
+        match root.cause() {
+            Some(cause) => println!("shutting down: {cause}"),
+            None => println!("shutting down: signal"), // Ctrl-C off Unix
+        }
+
+        // Stage 1: cancelled, every component finishes its work in hand.
+        let mut stopped = root.turn_within(smol::Timer::after(options.grace)).await;
+        // Stage 2: the grace is over; abandon the work in hand.
+        if let Err(stragglers) = stopped {
+            println!(
+                "aborting: still running after {:.1}s grace: {} (at {})",
+                options.grace.as_secs_f64(),
+                holding_up(&stragglers),
+                since(started)
+            );
+            root.abort();
+            stopped = root
+                .turn_within(smol::Timer::after(options.abort_grace))
+                .await;
+        }
+        // Stage 3: give up.
+        if let Err(stragglers) = stopped {
+            println!(
+                "shutdown: gave up at {}, {:.1}s after aborting; still running:\n{stragglers}",
+                since(started),
+                options.abort_grace.as_secs_f64()
+            );
+            return 1;
+        }
+        for task in tasks {
+            task.await;
+        }
+        let db_result = db_task.await;
+        println!("shutdown complete in {}", since(started));
+        match db_result {
+            Ok(()) => 0,
+            Err(failure) => {
+                println!("server: exit 2: the db failed: {failure}");
+                2
             }
         }
     });
