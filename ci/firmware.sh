@@ -60,8 +60,11 @@ read -r text_base data_base bss_base _ < <("$size" target/fw-baseline | tail -n 
 flash=$((text_with + data_with - text_base - data_base))
 ram=$((data_with + bss_with - data_base - bss_base))
 echo "phaseout adds ${flash} bytes of flash and ${ram} bytes of static RAM to the Cortex-M3 release firmware (opt-level s)"
-if [ "$flash" -ge $((6 * 1024)) ]; then
-    echo "FAIL size: over the 6 KiB flash budget"; failed=$((failed + 1))
+# Budget: 6.5 KiB since causes and abort (0.2) added about 500 bytes to the
+# cancel walk and the drop (the firmware issue aims back under 6 KiB).
+budget=$((6 * 1024 + 512))
+if [ "$flash" -ge "$budget" ]; then
+    echo "FAIL size: over the $budget-byte flash budget"; failed=$((failed + 1))
 else
     passed=$((passed + 1))
 fi

@@ -83,7 +83,7 @@ macro_rules! observer_methods {
             "```",
         )]
         pub fn cause(&self) -> Option<crate::Cause> {
-            self.node_ref().cause()
+            crate::node::cause_of(self.node_ref())
         }
 
         /// Escalates shutdown of this node and its whole subtree: the grace

@@ -259,7 +259,7 @@ impl Report {
             if state::is_drained(word) && depth > 0 {
                 continue; // drained, about to be unlinked
             }
-            let cause = node.cause();
+            let cause = crate::node::cause_of(&node);
             let text = cause.as_ref().map(alloc::string::ToString::to_string);
             in_force.truncate(depth);
             let above = in_force.last().copied().flatten();

@@ -84,8 +84,9 @@
 //!     that sees `CANCELLED` (acquire) sees the kind of cause in the same
 //!     word, and with `HAS_CAUSE` the slot's fill happens-before it: whoever
 //!     set the bit filled the slot, or read it filled by its failed CAS. A
-//!     walk that continues below a node cancelled by someone else passes
-//!     that node's cause on. The cause lives in the node itself (a count of
+//!     walk gives its cause to every node it reaches first, including
+//!     those below a node someone else cancelled first: "first" is per
+//!     node. The cause lives in the node itself (a count of
 //!     a shared `Cause`), not behind a pointer to an ancestor, so a `Token`
 //!     reads it after every node above was freed.
 //! 11. **Abort is a second mark on the same walk.** `abort()` walks the
@@ -199,24 +200,6 @@ impl Node {
         self.meta.label().cloned()
     }
 
-    /// Why the node is shutting down (invariant #10): `None` while it is
-    /// live or if a plain `cancel()` reached it first.
-    pub(crate) fn cause(&self) -> Option<Cause> {
-        let word = self.load();
-        if !state::is_cancelled(word) {
-            None
-        } else if word & state::OWN_DROP != 0 {
-            Some(Cause::owner_finished(
-                self.label_cow(),
-                word & state::PANICKED != 0,
-            ))
-        } else if word & state::HAS_CAUSE != 0 {
-            self.meta.cause()
-        } else {
-            None
-        }
-    }
-
     /// Changes the state word with `change`, waiting while the child list
     /// is locked; see [`lock::update`]. Returns the value before.
     #[inline]
@@ -241,7 +224,7 @@ impl Node {
                     cancelled_with = state::HAS_CAUSE;
                 }
             }
-            Reason::OwnDrop { panicked } => {
+            Reason::OwnDrop { panicked, .. } => {
                 cancelled_with = state::OWN_DROP | if *panicked { state::PANICKED } else { 0 };
             }
         }
@@ -422,6 +405,22 @@ unsafe fn with_children<R>(
         held.release(next);
         result
     })
+}
+
+/// Why `node` is shutting down (invariant #10): `None` while it is live
+/// or if a plain `cancel()` reached it first. A free function on the
+/// counted reference: the cause of an owner's drop keeps a count of it.
+pub(crate) fn cause_of(node: &NodeRef) -> Option<Cause> {
+    let word = node.load();
+    if !state::is_cancelled(word) {
+        None
+    } else if word & state::OWN_DROP != 0 {
+        Some(Cause::owner_finished(NodeRef::clone(node)))
+    } else if word & state::HAS_CAUSE != 0 {
+        node.meta.cause()
+    } else {
+        None
+    }
 }
 
 /// Creates a child of `parent`, or `None` if `parent` is cancelled.

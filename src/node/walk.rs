@@ -27,15 +27,15 @@ pub(crate) enum Reason<'a> {
     Plain,
     /// `cancel_with(cause)`, or what a walk passes down.
     Given(&'a Cause),
-    /// The walk's root is being dropped by its owner; its descendants get
-    /// a shared cause that says so.
-    OwnDrop { panicked: bool },
+    /// The walk's root, `node` (from `NodeRef::as_ptr`, with the owner's
+    /// count still held), is being dropped by its owner; its descendants
+    /// get a shared cause that says so.
+    OwnDrop { panicked: bool, node: *const Node },
 }
 
 enum Visit {
-    /// Cancel this node and queue its children; the cause for nodes this
-    /// walk cancels first.
-    Down(NodeRef, Option<Cause>),
+    /// Cancel this node and queue its children.
+    Down(NodeRef),
     /// Everything below this node is cancelled now.
     Up(NodeRef),
 }
@@ -66,15 +66,17 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
     let prev = root.mark_cancelled(reason, abort, if_childless);
     let done_already = !abort && prev & state::SUBTREE_CANCELLED != 0;
     if !done_already && state::live_children(prev) > 0 {
-        let below = if state::is_cancelled(prev) {
-            root.cause() // someone else's cancellation got here first
-        } else {
-            match reason {
-                Reason::Plain => None,
-                Reason::Given(cause) => Some((*cause).clone()),
-                Reason::OwnDrop { panicked } => {
-                    Some(Cause::owner_finished(root.label_cow(), *panicked))
-                }
+        // The descendants this walk reaches first get its cause; an owner's
+        // drop becomes a shared cause that names the owner.
+        let dropped;
+        let below = match reason {
+            Reason::Plain => &Reason::Plain,
+            Reason::Given(cause) => &Reason::Given(cause),
+            Reason::OwnDrop { node, .. } => {
+                // SAFETY: `node` came from `as_ptr`, and the owner's count
+                // keeps it alive during this call (`OwnDrop`'s promise).
+                dropped = Cause::owner_finished(unsafe { NodeRef::new_count(*node) });
+                &Reason::Given(&dropped)
             }
         };
         walk_descendants(root, below, abort);
@@ -84,32 +86,22 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
 }
 
 /// The walk below an already cancelled `root` (invariant #5: no recursion).
-fn walk_descendants(root: &Node, cause: Option<Cause>, abort: bool) {
+fn walk_descendants(root: &Node, reason: &Reason<'_>, abort: bool) {
     let mut stack = Vec::new();
-    for_each_child(root, |child| stack.push(Visit::Down(child, cause.clone())));
-    drop(cause);
+    for_each_child(root, |child| stack.push(Visit::Down(child)));
     while let Some(visit) = stack.pop() {
         match visit {
-            Visit::Down(node, cause) => {
-                let reason = match &cause {
-                    Some(cause) => Reason::Given(cause),
-                    None => Reason::Plain,
-                };
-                let prev = node.mark_cancelled(&reason, abort, 0);
+            Visit::Down(node) => {
+                let prev = node.mark_cancelled(reason, abort, 0);
                 let done_already = !abort && prev & state::SUBTREE_CANCELLED != 0;
                 if done_already || state::live_children(prev) == 0 {
                     continue; // done already, or a leaf (marked in the same RMW)
                 }
-                let below = if state::is_cancelled(prev) {
-                    node.cause() // cancelled by someone else first
-                } else {
-                    cause
-                };
                 // `Up` goes *below* the children, so it is popped after all
                 // of them are done (inserting moves only this node's
                 // children, and saves a reference count).
                 let below_children = stack.len();
-                for_each_child(&node, |child| stack.push(Visit::Down(child, below.clone())));
+                for_each_child(&node, |child| stack.push(Visit::Down(child)));
                 stack.insert(below_children, Visit::Up(node));
             }
             Visit::Up(node) => {
