@@ -230,6 +230,28 @@ fn cancel_tree(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        // Not peers: what a cause and an abort cost on top of a plain
+        // cancel (the table shows them as a ratio to `phaseout`).
+        group.bench_function("phaseout-cancel_with", |b| {
+            b.iter_batched(
+                || phaseout_tree(&parents),
+                |tree| {
+                    tree.0.cancel_with("SIGTERM");
+                    tree
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function("phaseout-abort", |b| {
+            b.iter_batched(
+                || phaseout_tree(&parents),
+                |tree| {
+                    tree.0.abort();
+                    tree
+                },
+                BatchSize::PerIteration,
+            )
+        });
         group.bench_function("tokio-util", |b| {
             b.iter_batched(
                 || tokio_tree(&parents),

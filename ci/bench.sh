@@ -53,6 +53,8 @@ for title, group, per, goal in rows:
         theirs = tuple(t / per for t in per_iter(group, peer))
         ratio = theirs[1] / ours[1]
         goal_text = "" if goal is None else f"≥ {goal}× vs tokio-util" if peer == "tokio-util" else ""
+        if peer.startswith("phaseout-"):
+            goal_text = "cost of the cause / abort: ratio to a plain cancel"
         if group == "wake_latency" and peer == "bare-unpark":
             goal_text = f"within 10 % of bare unpark: {ours[1] / theirs[1] - 1:+.0%}"
         print(f"| {title} | {' / '.join(fmt(t) for t in ours)} | {peer} | {' / '.join(fmt(t) for t in theirs)} | {ratio:.2f}× | {goal_text} |")
