@@ -16,5 +16,14 @@ for example in ordered tokio async_std threads; do
         echo "FAIL example $example: order '$order'"; failed=$((failed + 1))
     fi
 done
+
+# The tokio example is also a TCP service: drive it with real clients and
+# real signals, and check that every acknowledged record was stored.
+cargo build -q --example tokio
+if python3 ci/tokio_e2e.py target/debug/examples/tokio; then
+    echo "PASS tokio service end to end"; passed=$((passed + 1))
+else
+    echo "FAIL tokio service end to end"; failed=$((failed + 1))
+fi
 echo "examples: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
