@@ -528,37 +528,10 @@ async fn db(
 
 // ===== main =====
 
-/// Cancels `server` with the signal's name as the cause on the first SIGINT
-/// or SIGTERM, and exits with 128 + its number on the second.
-///
-/// This replaces `phaseout::signal::cancel_on_terminate` rather than adding
-/// to it: both would get each signal, and whichever thread came first would
-/// decide the cause (a plain `cancel()` first leaves none, since the first
-/// cancellation wins). One thread that sees every signal decides both.
-#[cfg(unix)]
-fn on_signals(server: Token) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for (earlier, signal) in signals.forever().enumerate() {
-                if earlier > 0 {
-                    std::process::exit(128 + signal);
-                }
-                server.cancel_with(if signal == SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                });
-            }
-        })?;
-    Ok(())
-}
-
-/// Elsewhere, Ctrl-C through the library (a plain cancel: no cause).
-#[cfg(not(unix))]
+/// Cancels `server` with the signal's name as the cause (`SIGTERM`,
+/// `SIGINT`) on the first SIGINT or SIGTERM, and exits with 128 + its number
+/// on the second, even when both arrive at once (the library counts them in
+/// the signal handler).
 fn on_signals(server: Token) -> io::Result<()> {
     phaseout::signal::cancel_on_terminate(server).map(drop)
 }

@@ -11,7 +11,30 @@ use phaseout::Phaser;
 
 const CHILD_ENV: &str = "PHASEOUT_SIGNAL_CHILD";
 
-/// The child process: what a `main` would do.
+/// Waits for `phaser`'s cancellation and prints its cause.
+fn print_cause_when_cancelled(phaser: &Phaser) {
+    phaser.wait_cancelled();
+    let cause = phaser.cause().map(|cause| cause.to_string());
+    println!("cancelled: {}", cause.as_deref().unwrap_or("no cause"));
+}
+
+/// Waits for SIGTERM through tokio's own signal handling (which goes
+/// through signal-hook's registry, as most libraries' do).
+fn tokio_waits_for_sigterm(ready: impl FnOnce()) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut terminate = signal(SignalKind::terminate()).unwrap();
+        ready();
+        terminate.recv().await;
+        println!("tokio got SIGTERM");
+    });
+}
+
+/// The child process: what a `main` would do, in several variants.
 #[test]
 fn signal_child_process() {
     let Ok(mode) = std::env::var(CHILD_ENV) else {
@@ -19,20 +42,76 @@ fn signal_child_process() {
     };
     let root = Phaser::named("app");
     let worker = root.child_named("worker").unwrap();
-    let handler = phaseout::signal::cancel_on_terminate(root.token()).unwrap();
-    println!("ready");
-    worker.wait_cancelled();
-    println!("cancelled");
-    if mode == "hang" {
-        // A component that never finishes: only a second signal ends this.
-        std::thread::sleep(Duration::from_secs(60));
-        println!("not killed");
-        return;
+    match mode.as_str() {
+        "normal" | "hang" => {
+            let handler = phaseout::signal::cancel_on_terminate(root.token()).unwrap();
+            println!("ready");
+            print_cause_when_cancelled(&worker);
+            if mode == "hang" {
+                // A component that never finishes: only a second signal ends this.
+                std::thread::sleep(Duration::from_secs(60));
+                println!("not killed");
+                return;
+            }
+            drop(worker);
+            root.wait_turn();
+            handler.stop();
+            println!("stopped in order");
+        }
+        "raise-twice" => {
+            let _handler = phaseout::signal::cancel_on_terminate(root.token()).unwrap();
+            println!("ready");
+            // Two signals at once, before the background thread can run:
+            // each `raise` runs the handler before it returns.
+            // SAFETY: raising a signal whose handler is installed.
+            unsafe {
+                libc::raise(libc::SIGINT);
+                libc::raise(libc::SIGINT);
+            }
+            std::thread::sleep(Duration::from_secs(10));
+            println!("not killed");
+        }
+        "again-after-stop" => {
+            let first = phaseout::signal::cancel_on_terminate(root.token()).unwrap();
+            assert!(
+                phaseout::signal::cancel_on_terminate(root.token()).is_err(),
+                "two at once must be refused"
+            );
+            first.stop();
+            let other = Phaser::named("other");
+            let _second = phaseout::signal::cancel_on_terminate(other.token()).unwrap();
+            println!("ready");
+            print_cause_when_cancelled(&other);
+            assert!(!root.is_cancelled(), "the stopped handler still cancelled");
+            println!("stopped in order");
+        }
+        "tokio-after-stop" => {
+            phaseout::signal::cancel_on_terminate(root.token())
+                .unwrap()
+                .stop();
+            tokio_waits_for_sigterm(|| println!("ready"));
+            assert!(!root.is_cancelled());
+        }
+        "default-after-stop" => {
+            phaseout::signal::cancel_on_terminate(root.token())
+                .unwrap()
+                .stop();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(10));
+            println!("not killed");
+        }
+        "tokio-before" => {
+            // tokio's handler first, then phaseout's on top: both get it.
+            let root_token = root.token();
+            tokio_waits_for_sigterm(move || {
+                let handler = phaseout::signal::cancel_on_terminate(root_token).unwrap();
+                std::mem::forget(handler);
+                println!("ready");
+            });
+            print_cause_when_cancelled(&worker);
+        }
+        other => panic!("unknown mode {other}"),
     }
-    drop(worker);
-    root.wait_turn();
-    handler.stop();
-    println!("stopped in order");
 }
 
 fn spawn_child(mode: &str) -> (Child, BufReader<ChildStdout>) {
@@ -76,34 +155,101 @@ fn send(child: &Child, signal: &str) {
 }
 
 #[test]
-fn sigterm_cancels_and_the_program_stops_in_order() {
+fn sigterm_cancels_with_its_name_and_the_program_stops_in_order() {
     let (mut child, mut stdout) = spawn_child("normal");
     wait_for_line(&mut stdout, "ready");
     send(&child, "-TERM");
-    wait_for_line(&mut stdout, "cancelled");
+    wait_for_line(&mut stdout, "cancelled: SIGTERM");
     wait_for_line(&mut stdout, "stopped in order");
     assert!(child.wait().unwrap().success());
 }
 
 #[test]
-fn sigint_cancels_too() {
+fn sigint_cancels_with_its_name() {
     let (mut child, mut stdout) = spawn_child("normal");
     wait_for_line(&mut stdout, "ready");
     send(&child, "-INT");
-    wait_for_line(&mut stdout, "cancelled");
+    wait_for_line(&mut stdout, "cancelled: SIGINT");
     assert!(child.wait().unwrap().success());
 }
 
+/// 128 + the second signal's number: 130 for SIGINT, 143 for SIGTERM.
 #[test]
-fn a_second_signal_exits_at_once_with_130() {
-    let (mut child, mut stdout) = spawn_child("hang");
+fn a_second_signal_exits_at_once_with_128_plus_its_number() {
+    for (first, second, status) in [
+        ("-TERM", "-INT", 130),
+        ("-INT", "-TERM", 143),
+        ("-TERM", "-TERM", 143),
+    ] {
+        let (mut child, mut stdout) = spawn_child("hang");
+        wait_for_line(&mut stdout, "ready");
+        send(&child, first);
+        let name = if first == "-TERM" {
+            "SIGTERM"
+        } else {
+            "SIGINT"
+        };
+        wait_for_line(&mut stdout, &format!("cancelled: {name}"));
+        send(&child, second);
+        assert_eq!(
+            child.wait().unwrap().code(),
+            Some(status),
+            "{first} then {second}"
+        );
+    }
+    assert_eq!(phaseout::signal::SECOND_SIGNAL_EXIT_CODE, 130);
+}
+
+/// Two signals that arrive together are two: the handler counts them (a
+/// signal-hook iterator merged them into one, and the process ran on).
+#[test]
+fn two_signals_at_once_count_as_two() {
+    let (mut child, mut stdout) = spawn_child("raise-twice");
+    wait_for_line(&mut stdout, "ready");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+}
+
+/// After `stop()`, a new `cancel_on_terminate` gets the signal (before 0.2
+/// the process was killed: a leftover "default" action ran first).
+#[test]
+fn a_handler_installed_after_stop_works() {
+    let (mut child, mut stdout) = spawn_child("again-after-stop");
     wait_for_line(&mut stdout, "ready");
     send(&child, "-TERM");
-    wait_for_line(&mut stdout, "cancelled");
-    send(&child, "-INT");
+    wait_for_line(&mut stdout, "cancelled: SIGTERM");
+    wait_for_line(&mut stdout, "stopped in order");
+    assert!(child.wait().unwrap().success());
+}
+
+/// After `stop()`, another library's handler (tokio's) gets the signal.
+#[test]
+fn another_librarys_handler_installed_after_stop_works() {
+    let (mut child, mut stdout) = spawn_child("tokio-after-stop");
+    wait_for_line(&mut stdout, "ready");
+    send(&child, "-TERM");
+    wait_for_line(&mut stdout, "tokio got SIGTERM");
+    assert!(child.wait().unwrap().success());
+}
+
+/// After `stop()`, with no other handler, SIGTERM terminates as by default.
+#[test]
+fn stop_puts_back_the_default() {
+    use std::os::unix::process::ExitStatusExt;
+    let (mut child, mut stdout) = spawn_child("default-after-stop");
+    wait_for_line(&mut stdout, "ready");
+    send(&child, "-TERM");
     let status = child.wait().unwrap();
-    assert_eq!(
-        status.code(),
-        Some(phaseout::signal::SECOND_SIGNAL_EXIT_CODE)
-    );
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+}
+
+/// A handler that was there before (tokio's) still gets the signal: ours
+/// passes it on.
+#[test]
+fn a_handler_installed_before_still_gets_the_signal() {
+    let (mut child, mut stdout) = spawn_child("tokio-before");
+    wait_for_line(&mut stdout, "ready");
+    send(&child, "-TERM");
+    wait_for_line(&mut stdout, "tokio got SIGTERM");
+    wait_for_line(&mut stdout, "cancelled: SIGTERM");
+    assert!(child.wait().unwrap().success());
 }
