@@ -71,7 +71,8 @@
 //! * `critical-section`: guards the waiter lists and child links with a
 //!   critical section, so cancelling from an interrupt handler is safe.
 //! * `signal` (std): `signal::cancel_on_terminate`, the first SIGINT or
-//!   SIGTERM cancels a token, a second one exits with status 130.
+//!   SIGTERM cancels a token with the signal's name as the cause, a second
+//!   one exits with status 128 + its number (130, 143).
 //!
 //! Without `std` the crate needs only `alloc`.
 
