@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the server example and drives it with real load and real signals.
+# Builds the server example and drives it with real load, real signals and
+# a notify socket standing in for systemd's.
 set -euxo pipefail
 cd "$(dirname "$0")"/..
 

@@ -14,14 +14,25 @@ load (--fail-db-after N: the injected error as the cause, exit 2, exactly
 the N acknowledged records in the file); and that a second signal exits
 128 + its number (130 SIGINT, 143 SIGTERM).
 
+systemd's notify protocol: with NOTIFY_SOCKET pointing at a datagram socket
+of ours, a slow drain (--hang-until-abort pipeline, grace 2.5 s) must send
+READY=1 before the first OK, STOPPING=1 right after the signal, then
+EXTEND_TIMEOUT_USEC= about once a second, each arriving before the previous
+one ran out, none reaching past the grace + abort grace, and nothing after
+the exit; the datagrams' timeline is printed. Without NOTIFY_SOCKET (every
+other case) nothing is sent and nothing printed; with a NOTIFY_SOCKET
+nobody listens on, the server warns once and serves.
+
 Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 Prints each case's numbers, then `N passed, N failed`; exits non-zero on
 any failure.
 """
 import os
 import re
+import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -46,13 +57,27 @@ def check(name, ok, detail=""):
 
 
 class Server:
-    def __init__(self, *extra):
+    def __init__(self, *extra, notify_socket=None):
         self.dir = tempfile.mkdtemp(prefix="phaseout-e2e-")
         self.db = os.path.join(self.dir, "data.log")
+        # Not under systemd unless a case says so, even if this script is.
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        if notify_socket is not None:
+            env["NOTIFY_SOCKET"] = notify_socket
+        self.launched = time.time()
         self.proc = subprocess.Popen(
             [SERVER, "--addr", "127.0.0.1:0", "--db", self.db, *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        first = self.proc.stdout.readline().strip()
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        # Byte by byte, past Python's buffer: `communicate` reads the pipe
+        # itself, so whatever a buffered readline took beyond the first line
+        # (a line printed right after it) would be lost.
+        first = b""
+        while not first.endswith(b"\n"):
+            byte = os.read(self.proc.stdout.fileno(), 1)
+            if not byte:
+                break
+            first += byte
+        first = first.decode().strip()
         match = re.fullmatch(r"listening on (\S+):(\d+)", first)
         if not match:
             raise RuntimeError(f"first line was {first!r}")
@@ -177,6 +202,7 @@ def protocol_checks():
     server.signal(signal.SIGTERM)
     code, out = server.finish()
     check("protocol: clean exit", code == 0, out)
+    check("protocol: no NOTIFY_SOCKET, nothing said about notifying", "notify" not in out.lower(), out)
 
 
 def timed_stop(server, sig=signal.SIGTERM):
@@ -288,6 +314,141 @@ def second_signal_check(first, second, expected):
     numbers.append(f"{name}: exit {code} {waited * 1000:.0f} ms after the second signal")
 
 
+# Linux's SO_TIMESTAMP (asm-generic, x86, arm); Python does not name it.
+SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29 if sys.platform.startswith("linux") else None)
+
+
+class NotifySocket(threading.Thread):
+    """systemd's end of sd_notify(3): a Unix datagram socket to pass as
+    NOTIFY_SOCKET. Collects (time, lines) per datagram, timed by the
+    kernel's arrival stamp (SO_TIMESTAMP) where there is one: then a
+    datagram's time is when the server sent it, not when this thread got
+    the GIL, and "before the first OK" is exact."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.dir = tempfile.mkdtemp(prefix="phaseout-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.kernel_times = False
+        if SO_TIMESTAMP is not None:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+                self.kernel_times = True
+            except OSError:
+                pass
+        self.sock.settimeout(0.05)
+        self.datagrams = []  # (time.time() clock, [lines])
+        self.done = threading.Event()
+        self.start()
+
+    def run(self):
+        timeval = struct.Struct("@ll")
+        while not self.done.is_set():
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(timeval.size))
+            except socket.timeout:
+                continue
+            at = time.time()
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP:
+                    sec, usec = timeval.unpack(payload[:timeval.size])
+                    at = sec + usec / 1e6
+            self.datagrams.append((at, data.decode().splitlines()))
+
+    def close(self):
+        self.done.set()
+        self.join(timeout=5)
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def times(self, prefix):
+        """Arrival times and values of the lines starting with `prefix`."""
+        return [(at, line[len(prefix):]) for at, lines in self.datagrams
+                for line in lines if line.startswith(prefix)]
+
+
+def notify_check(grace=2.5, abort_grace=1.0, interval=1.0):
+    """A slow drain under a NOTIFY_SOCKET: the pipeline holds on until it is
+    aborted at the end of the grace, then finishes (exit 0)."""
+    listener = NotifySocket()
+    server = Server("--hang-until-abort", "pipeline", "--grace", str(grace),
+                    "--abort-grace", str(abort_grace), notify_socket=listener.path)
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    sock.sendall(b"PUT a b\n")
+    reply = sock.makefile("r").readline()
+    first_ok = time.time()
+    sock.close()
+    time.sleep(0.3)
+    signal_at = time.time()
+    server.signal(signal.SIGTERM)
+    code, out = server.finish()
+    exited = time.time()
+    time.sleep(interval + 0.2)  # one more tick's worth: anything late would show
+    listener.close()
+
+    ready = listener.times("READY=1")
+    stopping = listener.times("STOPPING=1")
+    extends = [(at, int(usec) / 1e6) for at, usec in listener.times("EXTEND_TIMEOUT_USEC=")]
+    statuses = listener.times("STATUS=")
+    first = listener.datagrams[0][0] if listener.datagrams else None
+    budget_end = signal_at + grace + abort_grace
+    name = "notify"
+    check(f"{name}: exit 0 after the grace", code == 0 and reply.startswith("OK "),
+          f"status {code}, reply {reply!r}\n{out}")
+    check(f"{name}: one line `shutting down: SIGTERM`, nothing new on stdout",
+          re.findall(r"^shutting down: .*$", out, re.M) == ["shutting down: SIGTERM"]
+          and not re.search(r"READY|STOPPING|EXTEND|STATUS|notify", out), out)
+    check(f"{name}: READY=1 once, first, before the first OK",
+          len(ready) == 1 and ready[0][0] == first and ready[0][0] <= first_ok,
+          f"READY at {[at - first_ok for at, _ in ready]} s from the first OK")
+    check(f"{name}: STOPPING=1 once, within 500 ms of the signal, before any extension",
+          len(stopping) == 1 and 0 <= stopping[0][0] - signal_at < 0.5
+          and all(stopping[0][0] <= at for at, _ in extends),
+          f"STOPPING at {[at - signal_at for at, _ in stopping]} s from the signal")
+    # About once an interval from the signal until the exit.
+    expected = int((exited - signal_at) / interval) + 1
+    gaps = [b[0] - a[0] for a, b in zip(extends, extends[1:])]
+    check(f"{name}: EXTEND_TIMEOUT_USEC= about every {interval:.0f} s while draining",
+          abs(len(extends) - expected) <= 1 and len(extends) >= 2
+          and extends[0][0] - signal_at < 0.5
+          and all(0.7 * interval < gap < 1.5 * interval for gap in gaps),
+          f"{len(extends)} (expected about {expected}), gaps {gaps}")
+    check(f"{name}: each extension arrives before the previous one ran out, the last covers the exit",
+          bool(extends) and all(b[0] < a[0] + a[1] for a, b in zip(extends, extends[1:]))
+          and extends[-1][0] + extends[-1][1] >= exited,
+          f"{extends}, exit at {exited}")
+    check(f"{name}: no extension past the grace + abort grace",
+          all(at + usec <= budget_end + 0.1 for at, usec in extends),
+          f"{[(at - signal_at, usec) for at, usec in extends]}, budget ends {grace + abort_grace} s after the signal")
+    check(f"{name}: a STATUS= line names the abort",
+          any("aborting" in text and "pipeline" in text for _, text in statuses), f"{statuses}")
+    check(f"{name}: nothing after the exit",
+          bool(listener.datagrams) and all(at <= exited for at, _ in listener.datagrams),
+          f"last at {listener.datagrams[-1][0] - exited if listener.datagrams else None} s from the exit")
+
+    clock = "kernel arrival" if listener.kernel_times else "receive"
+    timeline = [(first_ok, "(client: first OK)"), (signal_at, "(SIGTERM sent)"),
+                (exited, f"(exit {code})")]
+    timeline += [(at, line) for at, lines in listener.datagrams for line in lines]
+    timeline.sort(key=lambda event: event[0])
+    numbers.append(f"notify (--hang-until-abort pipeline, grace {grace} s, abort grace {abort_grace} s), "
+                   f"datagram lines by {clock} time, from the launch:\n"
+                   + "\n".join(f"  +{at - server.launched:.4f} {text}" for at, text in timeline))
+
+
+def notify_nobody_listening_check():
+    """NOTIFY_SOCKET names a path nobody listens on: one warning, and the
+    server serves and stops as usual."""
+    path = os.path.join(tempfile.mkdtemp(prefix="phaseout-notify-"), "nobody")
+    server = Server(notify_socket=path)
+    code, out, _ = timed_stop(server)
+    warnings = re.findall(r"^server: cannot notify systemd.*$", out, re.M)
+    check("notify, nobody listening: one warning, serves, exit 0",
+          code == 0 and len(warnings) == 1 and "shutdown complete" in out, f"status {code}\n{out}")
+
+
 def main():
     load_scenario("SIGTERM almost at once", signal.SIGTERM, 0.05)
     load_scenario("SIGTERM mid-stream", signal.SIGTERM, 1.0)
@@ -301,6 +462,8 @@ def main():
     second_signal_check(signal.SIGTERM, signal.SIGINT, 130)
     second_signal_check(signal.SIGTERM, signal.SIGTERM, 143)
     second_signal_check(signal.SIGINT, signal.SIGINT, 130)
+    notify_check()
+    notify_nobody_listening_check()
     print("\n".join(numbers))
     print(f"server e2e: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

@@ -47,6 +47,27 @@
 //! after the abort grace; 2: the db failed (or bad arguments, or the file or
 //! the address could not be opened); 130/143: a second signal.
 //!
+//! # Under systemd
+//!
+//! The server speaks systemd's notify protocol (`sd_notify(3)`) when
+//! `NOTIFY_SOCKET` is set, and sends nothing otherwise: `READY=1` once it
+//! listens, `STOPPING=1` as soon as shutdown starts, and while it drains,
+//! `EXTEND_TIMEOUT_USEC=` every second, so that `TimeoutStopSec=` does not
+//! kill a stop still within `--grace` + `--abort-grace` (and never past
+//! them); `STATUS=` names the stage (`systemctl status` shows it). A unit
+//! for it needs little more than:
+//!
+//! ```ini
+//! [Service]
+//! Type=notify
+//! ExecStart=/usr/local/bin/server --addr 127.0.0.1:7878 --db /var/lib/server/data.log --grace 10
+//! ```
+//!
+//! `systemctl stop` sends one SIGTERM: the staged stop below. Our
+//! extensions end with `--grace` + `--abort-grace`; past them
+//! `TimeoutStopSec=` (and its SIGKILL) has the last word. Extending needs
+//! systemd 236 or later.
+//!
 //! # Test-only flags
 //!
 //! `--hang COMPONENT` (`web`, `pipeline` or `db`): the component ignores
@@ -526,6 +547,93 @@ async fn db(
     failure.map_or(Ok(()), Err)
 }
 
+// ===== systemd: the notify protocol =====
+
+/// How often, while stopping, we ask systemd for more time.
+const EXTEND_EVERY: Duration = Duration::from_secs(1);
+/// How much more we ask for each time: one interval, plus one second for a
+/// late tick (a busy executor, a slow fsync), so that one extension is
+/// still running when the next one arrives.
+const EXTEND_BY: Duration = Duration::from_secs(2);
+
+/// A message to systemd (see `sd_notify(3)`).
+#[cfg_attr(not(unix), allow(dead_code))] // never sent off Unix
+enum Notify<'a> {
+    /// `READY=1`: we listen, clients may come.
+    Ready,
+    /// `STOPPING=1`: shutdown started.
+    Stopping,
+    /// `STATUS=…`: a line for `systemctl status`.
+    Status(&'a str),
+    /// `EXTEND_TIMEOUT_USEC=…`: do not time our stop out before this much
+    /// more time has passed, unless we ask again.
+    ExtendTimeout(Duration),
+}
+
+/// Sends `messages` as one datagram to `NOTIFY_SOCKET`; without that
+/// variable (not started by systemd, or not with `Type=notify`), sends
+/// nothing and succeeds. The variable stays set, for the later messages.
+#[cfg(unix)]
+fn notify(messages: &[Notify]) -> io::Result<()> {
+    use sd_notify::NotifyState;
+    let status: Vec<String> = messages
+        .iter()
+        .map(|message| match message {
+            // One line: a newline in a cause would start a new assignment.
+            Notify::Status(text) => text.replace(['\n', '\r'], " "),
+            _ => String::new(),
+        })
+        .collect();
+    let states: Vec<NotifyState> = messages
+        .iter()
+        .zip(&status)
+        .map(|(message, status)| match message {
+            Notify::Ready => NotifyState::Ready,
+            Notify::Stopping => NotifyState::Stopping,
+            Notify::Status(_) => NotifyState::Status(status),
+            Notify::ExtendTimeout(by) => {
+                NotifyState::ExtendTimeoutUsec(u32::try_from(by.as_micros()).unwrap_or(u32::MAX))
+            }
+        })
+        .collect();
+    sd_notify::notify(false, &states)
+}
+
+/// No systemd off Unix: nothing to tell.
+#[cfg(not(unix))]
+fn notify(_messages: &[Notify]) -> io::Result<()> {
+    Ok(())
+}
+
+/// While the staged stop runs: every [`EXTEND_EVERY`], asks systemd for
+/// [`EXTEND_BY`] more, so `TimeoutStopSec=` does not kill a stop that is
+/// still within our own deadlines, but never for more than what is left
+/// until `deadline` (the end of the grace and the abort grace): the time
+/// budget is the operator's, set with `--grace` and `--abort-grace`; we
+/// only ask for what our own deadlines need. Past them the staged stop
+/// gives up by itself (a few milliseconds later, as the abort grace is
+/// timed from the abort; being killed then loses nothing more than giving
+/// up does), and if even that hangs, systemd's own timeout and its SIGKILL
+/// must be free to act: this task keeps running however stuck the
+/// components are, so without the cap it would postpone the kill forever.
+/// Never finishes; the caller drops it once the stop is over.
+async fn extend_stop_timeout(deadline: Option<Instant>) -> i32 {
+    let mut tick = Instant::now();
+    loop {
+        let left = deadline.map_or(EXTEND_BY, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        });
+        if left.is_zero() {
+            break;
+        }
+        let _ = notify(&[Notify::ExtendTimeout(EXTEND_BY.min(left))]);
+        // Ticks on a fixed schedule, so late wake-ups do not add up.
+        tick += EXTEND_EVERY;
+        smol::Timer::at(tick).await;
+    }
+    std::future::pending().await
+}
+
 // ===== main =====
 
 /// Cancels `server` with the signal's name as the cause (`SIGTERM`,
@@ -593,6 +701,15 @@ fn main() {
         };
         let addr: SocketAddr = listener.local_addr().expect("bound socket has an address");
         println!("listening on {addr}");
+        // Before web starts: no client can get its first `OK` before
+        // systemd hears we are ready.
+        if let Err(e) = notify(&[
+            Notify::Ready,
+            Notify::Status(&format!("listening on {addr}")),
+        ]) {
+            // Under `Type=notify`, systemd would otherwise wait in vain.
+            eprintln!("server: cannot notify systemd that we are ready: {e}");
+        }
 
         let (to_pipeline, from_web) = channel::bounded(QUEUE);
         let (to_db, from_pipeline) = channel::bounded(QUEUE);
@@ -610,47 +727,75 @@ fn main() {
 
         root.cancelled().await; // a signal, or the db failed
         let started = Instant::now();
-        match root.cause() {
-            Some(cause) => println!("shutting down: {cause}"),
-            None => println!("shutting down: signal"), // Ctrl-C off Unix
-        }
+        let cause = match root.cause() {
+            Some(cause) => cause.to_string(),
+            None => "signal".into(), // Ctrl-C off Unix
+        };
+        println!("shutting down: {cause}");
+        // Best effort from here on: a lost message must not stop the stop.
+        let _ = notify(&[
+            Notify::Stopping,
+            Notify::Status(&format!("shutting down: {cause}")),
+        ]);
 
-        // Stage 1: cancelled, every component finishes its work in hand.
-        let mut stopped = root.turn_within(smol::Timer::after(options.grace)).await;
-        // Stage 2: the grace is over; abandon the work in hand.
-        if let Err(stragglers) = stopped {
-            println!(
-                "aborting: still running after {:.1}s grace: {} (at {})",
-                options.grace.as_secs_f64(),
-                holding_up(&stragglers),
-                since(started)
-            );
-            root.abort();
-            stopped = root
-                .turn_within(smol::Timer::after(options.abort_grace))
-                .await;
-        }
-        // Stage 3: give up.
-        if let Err(stragglers) = stopped {
-            println!(
-                "shutdown: gave up at {}, {:.1}s after aborting; still running:\n{stragglers}",
-                since(started),
-                options.abort_grace.as_secs_f64()
-            );
-            return 1;
-        }
-        for task in tasks {
-            task.await;
-        }
-        let db_result = db_task.await;
-        println!("shutdown complete in {}", since(started));
-        match db_result {
-            Ok(()) => 0,
-            Err(failure) => {
-                println!("server: exit 2: the db failed: {failure}");
-                2
-            }
-        }
+        // The stages run beside the stop-timeout extensions, which end with
+        // them: `or` drops the extender as soon as the stop is finished.
+        // (`None`: grace periods too long for the clock, so no end either.)
+        let deadline = (options.grace.checked_add(options.abort_grace))
+            .and_then(|budget| started.checked_add(budget));
+        let stages = stop_in_stages(&root, &options, started, tasks, db_task);
+        smol::future::or(stages, extend_stop_timeout(deadline)).await
     });
     std::process::exit(code);
+}
+
+/// The staged stop (see the top of the file), from the moment shutdown
+/// started; returns the exit status.
+async fn stop_in_stages(
+    root: &Phaser,
+    options: &Options,
+    started: Instant,
+    tasks: [smol::Task<()>; 2],
+    db_task: smol::Task<Result<(), Cause>>,
+) -> i32 {
+    // Stage 1: cancelled, every component finishes its work in hand.
+    let mut stopped = root.turn_within(smol::Timer::after(options.grace)).await;
+    // Stage 2: the grace is over; abandon the work in hand.
+    if let Err(stragglers) = stopped {
+        let aborting = format!(
+            "aborting: still running after {:.1}s grace: {}",
+            options.grace.as_secs_f64(),
+            holding_up(&stragglers)
+        );
+        println!("{aborting} (at {})", since(started));
+        let _ = notify(&[Notify::Status(&aborting)]);
+        root.abort();
+        stopped = root
+            .turn_within(smol::Timer::after(options.abort_grace))
+            .await;
+    }
+    // Stage 3: give up.
+    if let Err(stragglers) = stopped {
+        let _ = notify(&[Notify::Status(
+            "gave up: still running after the abort grace",
+        )]);
+        println!(
+            "shutdown: gave up at {}, {:.1}s after aborting; still running:\n{stragglers}",
+            since(started),
+            options.abort_grace.as_secs_f64()
+        );
+        return 1;
+    }
+    for task in tasks {
+        task.await;
+    }
+    let db_result = db_task.await;
+    println!("shutdown complete in {}", since(started));
+    match db_result {
+        Ok(()) => 0,
+        Err(failure) => {
+            println!("server: exit 2: the db failed: {failure}");
+            2
+        }
+    }
 }
