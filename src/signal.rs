@@ -114,7 +114,7 @@ impl TerminateHandler {
 #[cfg(unix)]
 mod imp {
     use core::ptr;
-    use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
     use std::io;
     use std::sync::{Mutex, OnceLock};
     use std::thread;
@@ -139,18 +139,28 @@ mod imp {
     /// closing it (and letting its number be reused by some file) is never
     /// safe. Two descriptors per process.
     static PIPE: OnceLock<(libc::c_int, libc::c_int)> = OnceLock::new();
-    /// The byte a signal writes, and the one `stop` writes to end the
-    /// thread.
-    const SIGNAL_BYTE: u8 = 1;
-    const STOP_BYTE: u8 = 0;
+    /// The byte a signal writes. `stop` writes the install's generation
+    /// (below 255) to end that install's thread; a stale stop byte of an
+    /// earlier install (whose thread never started) is ignored.
+    const SIGNAL_BYTE: u8 = u8::MAX;
+    static GENERATION: AtomicU8 = AtomicU8::new(0);
+    /// Per signal: our handler was found covered by another library's at
+    /// `stop` (that one may call ours as its previous handler), so ours was
+    /// left in place, inactive. A new install then only re-activates it:
+    /// installing ours on top again would make a loop through theirs.
+    static COVERED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
     /// The handlers that were there before ours, as raw `sigaction`s, for
     /// the handler to pass signals on (read in the handler: written only
     /// while ours are not installed).
     static PREVIOUS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
     static PREVIOUS_FLAGS: [AtomicI32; 2] = [AtomicI32::new(0), AtomicI32::new(0)];
-    /// Install and stop, one at a time; holds the previous dispositions.
+    /// Install and stop, one at a time. `Some` while installed; it holds
+    /// the dispositions from before phaseout's (kept across a `stop` that
+    /// found a slot covered, see `COVERED`).
     static INSTALLED: Mutex<Option<Installed>> = Mutex::new(None);
+    static SAVED: Mutex<Option<Installed>> = Mutex::new(None);
 
+    #[derive(Clone, Copy)]
     struct Installed {
         previous: [libc::sigaction; 2],
     }
@@ -254,9 +264,20 @@ mod imp {
         SEEN.store(0, Ordering::SeqCst);
         FIRST.store(0, Ordering::SeqCst);
         WAKE_FD.store(write_fd, Ordering::SeqCst);
-        // SAFETY: an all-zero `sigaction` is a valid value to fill in.
-        let mut previous: [libc::sigaction; 2] = unsafe { core::mem::zeroed() };
+        let generation = (GENERATION.load(Ordering::SeqCst) + 1) % SIGNAL_BYTE;
+        GENERATION.store(generation, Ordering::SeqCst);
+        let saved = *SAVED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut previous = match saved {
+            Some(saved) => saved.previous,
+            // SAFETY: an all-zero `sigaction` is a valid value to fill in.
+            None => unsafe { core::mem::zeroed() },
+        };
         for (slot, (signal, _)) in SIGNALS.iter().enumerate() {
+            if COVERED[slot].load(Ordering::SeqCst) {
+                continue; // ours is still in place under another's; `PREVIOUS` too
+            }
             // SAFETY: reading the current disposition into `previous`.
             if unsafe { libc::sigaction(*signal, ptr::null(), &mut previous[slot]) } != 0 {
                 return Err(last_error());
@@ -266,6 +287,9 @@ mod imp {
         }
         ACTIVE.store(true, Ordering::SeqCst);
         for (slot, (signal, _)) in SIGNALS.iter().enumerate() {
+            if COVERED[slot].load(Ordering::SeqCst) {
+                continue;
+            }
             // SAFETY: an all-zero `sigaction` is valid; we fill in ours.
             let mut ours: libc::sigaction = unsafe { core::mem::zeroed() };
             ours.sa_sigaction = on_signal as *const () as usize;
@@ -276,6 +300,9 @@ mod imp {
             if unsafe { libc::sigaction(*signal, &ours, ptr::null_mut()) } != 0 {
                 let error = last_error();
                 for (undo, (signal, _)) in SIGNALS.iter().enumerate().take(slot) {
+                    if COVERED[undo].load(Ordering::SeqCst) {
+                        continue;
+                    }
                     // SAFETY: putting back what we read above.
                     unsafe { libc::sigaction(*signal, &previous[undo], ptr::null_mut()) };
                 }
@@ -286,7 +313,7 @@ mod imp {
         }
         let thread = thread::Builder::new()
             .name("phaseout-signal".into())
-            .spawn(move || wait_for_signal(read_fd, &token));
+            .spawn(move || wait_for_signal(read_fd, generation, &token));
         let thread = match thread {
             Ok(thread) => thread,
             Err(error) => {
@@ -297,20 +324,27 @@ mod imp {
             }
         };
         *installed = Some(Installed { previous });
+        *SAVED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Installed { previous });
         Ok(TerminateHandler {
             thread: Some(thread),
         })
     }
 
     /// The background thread: waits for the handler's byte, then cancels
-    /// with the first signal's name. Ends at `stop`'s byte.
-    fn wait_for_signal(read_fd: libc::c_int, token: &Token) {
+    /// with the first signal's name. Ends at `stop`'s byte for its
+    /// `generation`.
+    fn wait_for_signal(read_fd: libc::c_int, generation: u8, token: &Token) {
         let mut byte = 0u8;
         loop {
             // SAFETY: reading one byte into `byte` from our pipe.
             let read = unsafe { libc::read(read_fd, ptr::from_mut(&mut byte).cast(), 1) };
-            if read == 1 && byte == STOP_BYTE {
+            if read == 1 && byte == generation {
                 return;
+            }
+            if read == 1 && byte != SIGNAL_BYTE {
+                continue; // a stale stop byte of an earlier install
             }
             // A byte left over from before this install (a signal that came
             // just before a `stop`) finds `SEEN` reset: ignored.
@@ -343,14 +377,18 @@ mod imp {
                 // Still ours: put back what was there.
                 // SAFETY: restoring the disposition read at install.
                 unsafe { libc::sigaction(*signal, &done.previous[slot], ptr::null_mut()) };
+                COVERED[slot].store(false, Ordering::SeqCst);
+            } else {
+                // Someone installed a handler over ours and may call ours
+                // as its previous one: ours stays, inactive.
+                COVERED[slot].store(true, Ordering::SeqCst);
             }
-            // Otherwise someone installed a handler over ours and may call
-            // ours as its previous one: ours stays, inactive.
         }
         ACTIVE.store(false, Ordering::SeqCst);
         WAKE_FD.store(-1, Ordering::SeqCst);
         if let Some((_, write_fd)) = PIPE.get() {
-            write_byte(*write_fd, STOP_BYTE); // ends the thread
+            // Ends this install's thread.
+            write_byte(*write_fd, GENERATION.load(Ordering::SeqCst));
         }
     }
 }

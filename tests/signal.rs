@@ -110,6 +110,21 @@ fn signal_child_process() {
             });
             print_cause_when_cancelled(&worker);
         }
+        "covered" => {
+            // phaseout's handler, then tokio's over it, then phaseout's
+            // stopped (it stays under tokio's) and installed again.
+            let first = phaseout::signal::cancel_on_terminate(root.token()).unwrap();
+            let other = Phaser::named("other");
+            let other_token = other.token();
+            tokio_waits_for_sigterm(move || {
+                first.stop();
+                let again = phaseout::signal::cancel_on_terminate(other_token).unwrap();
+                std::mem::forget(again);
+                println!("ready");
+            });
+            print_cause_when_cancelled(&other);
+            assert!(!root.is_cancelled(), "the stopped handler still cancelled");
+        }
         other => panic!("unknown mode {other}"),
     }
 }
@@ -247,6 +262,19 @@ fn stop_puts_back_the_default() {
 #[test]
 fn a_handler_installed_before_still_gets_the_signal() {
     let (mut child, mut stdout) = spawn_child("tokio-before");
+    wait_for_line(&mut stdout, "ready");
+    send(&child, "-TERM");
+    wait_for_line(&mut stdout, "tokio got SIGTERM");
+    wait_for_line(&mut stdout, "cancelled: SIGTERM");
+    assert!(child.wait().unwrap().success());
+}
+
+/// phaseout's handler covered by tokio's, stopped, and installed again:
+/// one signal reaches both, once (no loop through the chain, no exit as if
+/// it were a second signal).
+#[test]
+fn reinstalling_under_another_librarys_handler_works() {
+    let (mut child, mut stdout) = spawn_child("covered");
     wait_for_line(&mut stdout, "ready");
     send(&child, "-TERM");
     wait_for_line(&mut stdout, "tokio got SIGTERM");
