@@ -16,7 +16,11 @@
 //! [`Waker::wake`](core::task::Waker::wake) while it holds the event's own
 //! lock. A waker that polls its task inline, or that drops a pending future
 //! or the `Phaser` of the same node from inside `wake()`, would deadlock on
-//! that lock. The executors people use (smol, tokio, async-std,
+//! that lock; so would wakers on two threads that each cancel, abort or drop
+//! a `Phaser` (each holds one event's lock and waits for the other's). A
+//! waker must not panic either: event-listener's state does not survive it,
+//! and the walk or drop it interrupts stops half-way (so guarantee 13 does
+//! not cover a panicking waker). The executors people use (smol, tokio, async-std,
 //! futures-executor, pollster, embassy) only schedule the task in `wake()`,
 //! and phaseout's tests check each host one; a hand-written waker must do
 //! the same.

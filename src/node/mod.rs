@@ -74,11 +74,14 @@
 //!    exception: a `cancel()` made by a waker, inside this thread's own
 //!    notify of that node, skips it (`notifying.rs`); the notify it is
 //!    inside wakes everyone before the outer call returns.
-//! 10. **A node's cause is decided by the RMW that cancels it, and never
+//! 10. **A node's cause is fixed when it is cancelled, and never
 //!     changes.** A cancellation with a cause first fills the node's cause
 //!     slot (`meta.rs`: compare-and-swap from empty, so the first filler
 //!     wins and the slot never changes again), then sets `CANCELLED` with
-//!     `HAS_CAUSE` in one RMW, only if the node was not cancelled yet. The
+//!     `HAS_CAUSE` in one RMW, only if the node was not cancelled yet. (So
+//!     when two causes race, the node's cause is the first *filler's*, even
+//!     if the other call's RMW set the bit: both calls are concurrent, and
+//!     either order explains it.) The
 //!     owner's drop sets `CANCELLED | OWN_DROP` (and `PANICKED`) in one RMW
 //!     instead, with no slot. A plain `cancel()` sets neither. So a reader
 //!     that sees `CANCELLED` (acquire) sees the kind of cause in the same
