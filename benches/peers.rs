@@ -81,7 +81,24 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 
 // ===== child create + drop =====
 
+/// With `PHASEOUT_BENCH_SUBSCRIBER=info` set, a subscriber that keeps INFO
+/// and above (so phaseout's DEBUG/TRACE events are filtered out, as in a
+/// production log) and writes nowhere: what feature `tracing` costs with a
+/// real subscriber (`ci/bench.sh`, "tracing" table).
+fn maybe_subscriber() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if std::env::var_os("PHASEOUT_BENCH_SUBSCRIBER").is_some() {
+        ONCE.call_once(|| {
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(std::io::sink)
+                .init();
+        });
+    }
+}
+
 fn child_create_drop(c: &mut Criterion) {
+    maybe_subscriber();
     let mut group = c.benchmark_group("child_create_drop");
     let root = Phaser::new();
     group.bench_function("phaseout", |b| {
@@ -216,6 +233,7 @@ fn tokio_tree(
 use std::future::Future;
 
 fn cancel_tree(c: &mut Criterion) {
+    maybe_subscriber();
     for name in ["wide", "fanout10", "chain"] {
         let parents = shape(name);
         let mut group = c.benchmark_group(format!("cancel_tree_{name}_{}", parents.len()));

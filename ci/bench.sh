@@ -10,6 +10,22 @@ cargo bench --bench peers -- "$@"
 cargo bench --bench oversubscribed -- "$@" | tee target/oversubscribed.txt
 cargo bench --bench heap | tee target/heap.txt
 
+# Feature `tracing`: the same operations built without it, with it and no
+# subscriber, and with a subscriber that filters at INFO. Each run's
+# samples are kept before the next overwrites them.
+tracing_filter='child_create_drop/phaseout$|cancel_tree_fanout10_100000/phaseout$'
+for variant in default feature subscriber; do
+    case $variant in
+        default) cargo bench --bench peers -- "$tracing_filter" ;;
+        feature) cargo bench --bench peers --features tracing -- "$tracing_filter" ;;
+        subscriber) PHASEOUT_BENCH_SUBSCRIBER=info cargo bench --bench peers --features tracing -- "$tracing_filter" ;;
+    esac
+    for group in child_create_drop cancel_tree_fanout10_100000; do
+        mkdir -p "target/tracing-bench/$variant/$group"
+        cp "target/criterion/$group/phaseout/new/sample.json" "target/tracing-bench/$variant/$group/"
+    done
+done
+
 python3 - <<'PY'
 import json, os, statistics
 
@@ -53,7 +69,7 @@ for title, group, per, goal in rows:
         theirs = tuple(t / per for t in per_iter(group, peer))
         ratio = theirs[1] / ours[1]
         goal_text = "" if goal is None else f"≥ {goal}× vs tokio-util" if peer == "tokio-util" else ""
-        if peer.startswith("phaseout-"):
+        if peer in ("phaseout-cancel_with", "phaseout-abort"):
             goal_text = "cost of the cause / abort: ratio to a plain cancel"
         if group == "wake_latency" and peer == "bare-unpark":
             goal_text = f"within 10 % of bare unpark: {ours[1] / theirs[1] - 1:+.0%}"
@@ -71,6 +87,16 @@ for threads in (16, 64):
     theirs = latency[(group, "tokio-util")]
     cells = lambda l: f"{fmt(l['median_ns'])} / {fmt(l['p999_ns'])} / {fmt(l['max_ns'])}"
     print(f"| single create + drop, {threads} threads on 2 cores: median / p99.9 / worst | {cells(ours)} | tokio-util | {cells(theirs)} | {theirs['max_ns'] / ours['max_ns']:.2f}× (worst) | worst ≤ tokio-util's |")
+def tracing_median(variant, group, per):
+    with open(f"target/tracing-bench/{variant}/{group}/sample.json") as f:
+        sample = json.load(f)
+    return statistics.median(t / n / per for t, n in zip(sample["times"], sample["iters"]))
+print()
+print("| feature `tracing` | default build | feature on, no subscriber | ratio | subscriber at INFO | ratio |")
+print("| --- | --- | --- | --- | --- | --- |")
+for title, group, per in (("child create + drop", "child_create_drop", 1), ("cancel 100k fanout 10, per node", "cancel_tree_fanout10_100000", 100_000)):
+    base, on, sub = (tracing_median(v, group, per) for v in ("default", "feature", "subscriber"))
+    print(f"| {title} | {fmt(base)} | {fmt(on)} | {on / base:.2f}× | {fmt(sub)} | {sub / base:.2f}× |")
 heap = dict(line.split()[1:] for line in open("target/heap.txt") if line.startswith("heap_bytes_per_node"))
 print(f"| heap bytes per unlabeled node | {heap['phaseout']} B | tokio-util | {heap['tokio-util']} B | {int(heap['tokio-util']) / int(heap['phaseout']):.2f}× | ≤ 64 B |")
 PY

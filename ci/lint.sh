@@ -15,3 +15,9 @@ RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo +nightly doc --no-deps --all-featu
 # compiles: checked for Windows.
 rustup target add x86_64-pc-windows-gnu
 cargo check --lib --features signal --target x86_64-pc-windows-gnu
+# The default build does not depend on `tracing` (feature `tracing` is off
+# by default and pays nothing).
+if cargo tree -e normal --prefix none | grep -q '^tracing'; then
+    echo "FAIL: the default build depends on tracing"; exit 1
+fi
+cargo tree -e normal --prefix none --features tracing | grep -q '^tracing '

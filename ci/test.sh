@@ -7,4 +7,4 @@ cd "$(dirname "$0")"/..
 cargo test --no-default-features --tests
 cargo test --all-features --tests
 cargo test --release --test races --test depth
-cargo test --features signal
+cargo test --features signal,tracing

@@ -8,7 +8,9 @@
 //!     └── web   (depends on pipeline; stops first)
 //! ```
 //!
-//! Run it with `cargo run --example ordered`.
+//! Run it with `cargo run --example ordered`; add `--features tracing --
+//! --trace` to see phaseout's own events (cancel, turn, drained) with their
+//! times.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +32,11 @@ async fn component(phaser: Phaser, name: &'static str, cleanup: Duration, starte
     println!("{:>6.1?}  {name}: stopped", started.elapsed());
 }
 
+#[path = "common/timeline.rs"]
+mod timeline;
+
 fn main() {
+    timeline::init_if_asked(); // `--trace`: phaseout's events as a timeline
     let started = Instant::now();
     let root = Phaser::named("app");
     let db = root.child_named("db").expect("the root is live");

@@ -158,6 +158,7 @@ fn parse_options() -> Result<Options, String> {
             "--hang-until-abort" => {
                 options.hang_until_abort = Some(component(&flag, value()?)?);
             }
+            "--trace" => {} // read by `timeline::init_if_asked`
             "--fail-db-after" => {
                 let n = value()?.parse().map_err(|e| format!("{flag}: {e}"))?;
                 options.fail_db_after = Some(n);
@@ -667,7 +668,11 @@ fn holding_up(report: &Report) -> String {
     names.join(", ")
 }
 
+#[path = "common/timeline.rs"]
+mod timeline;
+
 fn main() {
+    timeline::init_if_asked();
     let options = match parse_options() {
         Ok(options) => Arc::new(options),
         Err(problem) => {

@@ -6,7 +6,7 @@
 //! and so on up: a loop, not a recursion (invariant #5).
 
 use super::links::{self, ChildList};
-use super::{state, Node, NodeRef};
+use super::{state, trace, Node, NodeRef};
 
 /// The owner of `node` is done: cancel the subtree, mark the node, and drain
 /// it (and the ancestors that waited only for it) if it has no live child.
@@ -48,7 +48,9 @@ pub(crate) unsafe fn release_owner(node: *const Node, panicked: bool) -> bool {
     }
     // SAFETY: the node drained in our RMW, so nobody else frees it, and the
     // caller's count still holds it.
-    drain_cascade(unsafe { &*node });
+    let node = unsafe { &*node };
+    trace::drained(node);
+    drain_cascade(node);
     true
 }
 
@@ -57,6 +59,7 @@ pub(crate) unsafe fn release_owner(node: *const Node, panicked: bool) -> bool {
 fn drain_cascade(first: &Node) {
     let mut next = drain_step(first);
     while let Some(node) = next {
+        trace::drained(&node);
         next = drain_step(&node);
     }
 }
@@ -88,7 +91,8 @@ fn drain_step(node: &Node) -> Option<NodeRef> {
         let wakes_turn = state::live_children(current) == 1
             && current & (state::CANCELLED | state::HAS_WAITERS | state::OWNER_DONE)
                 == state::CANCELLED | state::HAS_WAITERS;
-        let keep_alive = wakes_turn.then(|| {
+        // With feature `tracing`, every turn is logged, so held too.
+        let keep_alive = (wakes_turn || trace::wants_turn_of(current)).then(|| {
             // SAFETY: the parent is alive (above) and `node.parent` came from
             // `NodeRef::as_ptr`.
             unsafe { NodeRef::new_count(node.parent) }
@@ -109,6 +113,7 @@ fn drain_step(node: &Node) -> Option<NodeRef> {
     }
     if let Some(parent) = keep_alive {
         parent.wake_waiters(prev); // the parent's turn
+        trace::turn(&parent);
     }
     None
 }

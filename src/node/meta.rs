@@ -32,6 +32,17 @@ struct Labeled {
     label: Label,
     /// Null, or a cause from [`Cause::into_raw`].
     cause: AtomicPtr<u8>,
+    /// When the node was cancelled, in nanoseconds since [`epoch`] plus
+    /// one (0: not yet), for the `waited` field of its `tracing` events.
+    #[cfg(all(feature = "tracing", feature = "std"))]
+    cancelled_at: core::sync::atomic::AtomicU64,
+}
+
+/// The process's reference instant for `cancelled_at`.
+#[cfg(all(feature = "tracing", feature = "std"))]
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 const _: () = assert!(core::mem::align_of::<Labeled>() >= 2);
@@ -54,6 +65,8 @@ impl Meta {
             Some(label) => Box::into_raw(Box::new(Labeled {
                 label,
                 cause: AtomicPtr::new(ptr::null_mut()),
+                #[cfg(all(feature = "tracing", feature = "std"))]
+                cancelled_at: core::sync::atomic::AtomicU64::new(0),
             }))
             .cast::<u8>(),
         };
@@ -105,6 +118,31 @@ impl Meta {
             // SAFETY: `raw` was not stored, so its count is still ours.
             drop(unsafe { Cause::from_raw(raw) });
         }
+    }
+
+    /// Records that the node was cancelled now (labeled nodes only).
+    #[cfg(all(feature = "tracing", feature = "std"))]
+    pub(crate) fn record_cancelled_now(&self) {
+        if let Some(labeled) = self.labeled() {
+            let nanos = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            let _ = labeled.cancelled_at.compare_exchange(
+                0,
+                nanos + 1,
+                core::sync::atomic::Ordering::Relaxed,
+                core::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// The time since the node was cancelled, if it is labeled and was.
+    #[cfg(all(feature = "tracing", feature = "std"))]
+    pub(crate) fn since_cancelled(&self) -> Option<core::time::Duration> {
+        let at = self
+            .labeled()?
+            .cancelled_at
+            .load(core::sync::atomic::Ordering::Relaxed);
+        let at = core::time::Duration::from_nanos(at.checked_sub(1)?);
+        Some(epoch().elapsed().saturating_sub(at))
     }
 
     /// A clone of the cause in the slot, if it is filled.

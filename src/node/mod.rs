@@ -119,6 +119,7 @@ mod node_ref;
 #[cfg(feature = "std")]
 mod notifying;
 pub(crate) mod state;
+mod trace;
 mod walk;
 
 use alloc::borrow::Cow;
@@ -211,13 +212,20 @@ impl Node {
     }
 
     /// Sets `CANCELLED` (and `ABORTED` if `abort`) and wakes the waiters
-    /// if that changed the node. The RMW that cancels the node also records
+    /// if that changed the node. `starts_here`: the node is the one the
+    /// call was made on (for the `tracing` events). The RMW that cancels the node also records
     /// `reason` (invariant #10). If the node has no child, that is its whole
     /// subtree: `SUBTREE_CANCELLED` and `if_childless` are set in the same
     /// RMW (no child can appear once it is cancelled). Returns the state
     /// before.
     #[inline]
-    fn mark_cancelled(&self, reason: &Reason<'_>, abort: bool, if_childless: usize) -> usize {
+    fn mark_cancelled(
+        &self,
+        reason: &Reason<'_>,
+        abort: bool,
+        if_childless: usize,
+        starts_here: bool,
+    ) -> usize {
         let mut cancelled_with = 0;
         match reason {
             Reason::Plain => {}
@@ -250,6 +258,13 @@ impl Node {
             (next != current).then_some(next)
         });
         if !state::is_cancelled(prev) {
+            trace::cancelled_now(self);
+            if starts_here {
+                trace::cancel(self); // a cancellation started here
+            }
+            if state::live_children(prev) == 0 && if_childless & state::OWNER_DONE == 0 {
+                trace::turn(self); // no child: cancelled is its turn
+            }
             if prev & state::HAS_WAITERS != 0 {
                 // This RMW may also have given the turn (no child) or
                 // aborted: one wake serves every kind of waiter.

@@ -18,7 +18,7 @@
 
 use alloc::vec::Vec;
 
-use super::{for_each_child, state, Node, NodeRef};
+use super::{for_each_child, state, trace, Node, NodeRef};
 use crate::cause::Cause;
 
 /// Why a walk cancels the nodes it reaches first (invariant #10).
@@ -63,7 +63,10 @@ pub(crate) fn cancel_subtree_with(root: &Node, reason: &Reason<'_>, if_childless
 
 #[inline]
 fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> usize {
-    let prev = root.mark_cancelled(reason, abort, if_childless);
+    let prev = root.mark_cancelled(reason, abort, if_childless, true);
+    if abort && !state::is_aborted(prev) {
+        trace::abort(root);
+    }
     let done_already = !abort && prev & state::SUBTREE_CANCELLED != 0;
     if !done_already && state::live_children(prev) > 0 {
         // The descendants this walk reaches first get its cause; an owner's
@@ -92,7 +95,7 @@ fn walk_descendants(root: &Node, reason: &Reason<'_>, abort: bool) {
     while let Some(visit) = stack.pop() {
         match visit {
             Visit::Down(node) => {
-                let prev = node.mark_cancelled(reason, abort, 0);
+                let prev = node.mark_cancelled(reason, abort, 0, false);
                 let done_already = !abort && prev & state::SUBTREE_CANCELLED != 0;
                 if done_already || state::live_children(prev) == 0 {
                     continue; // done already, or a leaf (marked in the same RMW)

@@ -1,0 +1,150 @@
+//! `tracing` events for every transition (feature `tracing`).
+//!
+//! Each function is called at the one place its transition happens, by the
+//! thread that performed it. Without the feature they are empty and inline
+//! away: the default build pays nothing, not even a branch. With it, each
+//! event has target `phaseout` and a field `node` (the label, or `#id` as
+//! in reports); labeled nodes log at DEBUG, unlabeled ones at TRACE, so a
+//! tree of anonymous request nodes does not flood a DEBUG log.
+//!
+//! With `std` too, a labeled node records when it was cancelled (in its
+//! label's heap block, `meta.rs`: unlabeled nodes pay nothing), and its
+//! `turn` and `drained` events carry `waited`, the time since then.
+
+#[cfg(feature = "tracing")]
+use super::state;
+use super::Node;
+
+/// A cancellation started at `node` (the node a `cancel`/`cancel_with` or
+/// an owner's drop was called on, when that call cancelled it).
+#[inline(always)]
+pub(super) fn cancel(node: &Node) {
+    #[cfg(feature = "tracing")]
+    {
+        let word = node.load();
+        let cause = if word & state::OWN_DROP != 0 {
+            let how = if word & state::PANICKED != 0 {
+                "panicked"
+            } else {
+                "finished"
+            };
+            Some(match node.label() {
+                Some(label) => alloc::format!("the owner of `{label}` {how}"),
+                None => alloc::format!("the owner of a node {how}"),
+            })
+        } else if word & state::HAS_CAUSE != 0 {
+            node.meta
+                .cause()
+                .map(|cause| alloc::string::ToString::to_string(&cause))
+        } else {
+            None
+        };
+        event(node, "cancel", cause.as_deref());
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = node;
+}
+
+/// `node` was just cancelled (by the RMW of this thread): a labeled node
+/// records when, for the `waited` of its `turn` and `drained` events.
+#[inline(always)]
+pub(super) fn cancelled_now(node: &Node) {
+    #[cfg(all(feature = "tracing", feature = "std"))]
+    node.meta.record_cancelled_now();
+    #[cfg(not(all(feature = "tracing", feature = "std")))]
+    let _ = node;
+}
+
+/// An abort started at `node`.
+#[inline(always)]
+pub(super) fn abort(node: &Node) {
+    #[cfg(feature = "tracing")]
+    event(node, "abort", None);
+    #[cfg(not(feature = "tracing"))]
+    let _ = node;
+}
+
+/// `node` just got its turn (cancelled, and its last child drained).
+#[inline(always)]
+pub(super) fn turn(node: &Node) {
+    #[cfg(feature = "tracing")]
+    event(node, "turn", None);
+    #[cfg(not(feature = "tracing"))]
+    let _ = node;
+}
+
+/// `node` just drained (owner done, no child left).
+#[inline(always)]
+pub(super) fn drained(node: &Node) {
+    #[cfg(feature = "tracing")]
+    event(node, "drained", None);
+    #[cfg(not(feature = "tracing"))]
+    let _ = node;
+}
+
+/// Whether a transition at the drain of the last child of a node with
+/// state `prev` (read by the RMW that gave the count back) is worth
+/// holding the parent alive for: its turn, to log it. Without the feature,
+/// never.
+#[inline(always)]
+pub(super) fn wants_turn_of(prev: usize) -> bool {
+    #[cfg(feature = "tracing")]
+    return state::live_children(prev) == 1
+        && prev & (state::CANCELLED | state::OWNER_DONE) == state::CANCELLED;
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = prev;
+        false
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn event(node: &Node, what: &'static str, cause: Option<&str>) {
+    use core::fmt::Write;
+
+    let labeled = node.label().is_some();
+    let listening = if labeled {
+        tracing::enabled!(target: "phaseout", tracing::Level::DEBUG)
+    } else {
+        tracing::enabled!(target: "phaseout", tracing::Level::TRACE)
+    };
+    if !listening {
+        return; // nobody listens: do not even format the name
+    }
+    let mut id = alloc::string::String::new();
+    let name = match node.label() {
+        Some(label) => label,
+        None => {
+            let _ = write!(id, "#{:x}", core::ptr::from_ref(node) as usize);
+            id.as_str()
+        }
+    };
+    let waited = waited(node, what);
+    // `tracing`'s macros want a constant level: one arm per level.
+    macro_rules! emit {
+        ($level:expr) => {
+            match (cause, waited) {
+                (Some(cause), _) => tracing::event!(target: "phaseout", $level, node = name, cause, "{what}"),
+                (None, Some(waited)) => tracing::event!(target: "phaseout", $level, node = name, ?waited, "{what}"),
+                (None, None) => tracing::event!(target: "phaseout", $level, node = name, "{what}"),
+            }
+        };
+    }
+    if labeled {
+        emit!(tracing::Level::DEBUG);
+    } else {
+        emit!(tracing::Level::TRACE);
+    }
+}
+
+/// For `turn` and `drained` of a labeled node: the time since it was
+/// cancelled (std only).
+#[cfg(feature = "tracing")]
+fn waited(node: &Node, what: &str) -> Option<core::time::Duration> {
+    #[cfg(feature = "std")]
+    if what == "turn" || what == "drained" {
+        return node.meta.since_cancelled();
+    }
+    let _ = (node, what);
+    None
+}

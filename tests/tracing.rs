@@ -1,0 +1,225 @@
+//! Feature `tracing`: the events of every transition, their fields, levels
+//! and order, caught by a subscriber of the test's own.
+#![cfg(feature = "tracing")]
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use phaseout::Phaser;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+/// One event as the subscriber saw it.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    level: Level,
+    what: String,
+    node: String,
+    cause: Option<String>,
+    waited: bool,
+}
+
+/// Records every `phaseout` event at or above `max`.
+struct Capture {
+    max: Level,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    node: String,
+    cause: Option<String>,
+    waited: bool,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "node" => self.node = value.to_owned(),
+            "cause" => self.cause = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "waited" => self.waited = true,
+            "node" => self.node = format!("{value:?}"),
+            "cause" => self.cause = Some(format!("{value:?}")),
+            _ => {}
+        }
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.target() == "phaseout" && *metadata.level() <= self.max
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        self.seen.lock().unwrap().push(Seen {
+            level: *event.metadata().level(),
+            what: fields.message,
+            node: fields.node,
+            cause: fields.cause,
+            waited: fields.waited,
+        });
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+/// Runs `f` with a capturing subscriber at `max`; returns what it saw.
+fn capture(max: Level, f: impl FnOnce()) -> Vec<Seen> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = Capture {
+        max,
+        seen: seen.clone(),
+    };
+    tracing::subscriber::with_default(subscriber, f);
+    let seen = seen.lock().unwrap().clone();
+    seen
+}
+
+fn short(seen: &[Seen]) -> Vec<(String, String)> {
+    seen.iter()
+        .map(|s| (s.what.clone(), s.node.clone()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(what, node)| (what.to_string(), node.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_chain_logs_cancel_then_turns_and_drains_children_first() {
+    let seen = capture(Level::TRACE, || {
+        let db = Phaser::named("db");
+        let pipeline = db.child_named("pipeline").unwrap();
+        let web = pipeline.child_named("web").unwrap();
+        db.cancel_with("SIGTERM");
+        drop(web);
+        drop(pipeline);
+        drop(db);
+    });
+    assert_eq!(
+        short(&seen),
+        pairs(&[
+            ("cancel", "db"),
+            ("turn", "web"),
+            ("drained", "web"),
+            ("turn", "pipeline"),
+            ("drained", "pipeline"),
+            ("turn", "db"),
+            ("drained", "db"),
+        ]),
+        "{seen:#?}"
+    );
+    assert_eq!(seen[0].cause.as_deref(), Some("SIGTERM"));
+    assert!(
+        seen.iter().all(|s| s.level == Level::DEBUG),
+        "labeled: DEBUG"
+    );
+    // Turns and drains of labeled nodes say how long they waited.
+    assert!(seen[1..].iter().all(|s| s.waited), "{seen:#?}");
+}
+
+#[test]
+fn unlabeled_nodes_log_at_trace_with_their_id() {
+    let seen = capture(Level::TRACE, || {
+        let root = Phaser::named("root");
+        let anonymous = root.child().unwrap();
+        drop(anonymous); // its owner's drop cancels it: a cancellation starts there
+        root.abort();
+    });
+    let anonymous: Vec<&Seen> = seen.iter().filter(|s| s.node.starts_with('#')).collect();
+    assert_eq!(
+        anonymous
+            .iter()
+            .map(|s| s.what.as_str())
+            .collect::<Vec<_>>(),
+        ["cancel", "drained"],
+        "{seen:#?}"
+    );
+    assert!(anonymous.iter().all(|s| s.level == Level::TRACE));
+    assert_eq!(
+        anonymous[0].cause.as_deref(),
+        Some("the owner of a node finished")
+    );
+    let root: Vec<(String, String)> = short(&seen)
+        .into_iter()
+        .filter(|(_, node)| node == "root")
+        .collect();
+    assert_eq!(
+        root,
+        pairs(&[
+            ("cancel", "root"),
+            ("turn", "root"),
+            ("abort", "root"),
+            ("drained", "root"), // dropped at the end of the closure
+        ])
+    );
+}
+
+#[test]
+fn a_debug_subscriber_does_not_see_anonymous_nodes() {
+    let seen = capture(Level::DEBUG, || {
+        let root = Phaser::named("server");
+        let requests: Vec<Phaser> = (0..1000).map(|_| root.child().unwrap()).collect();
+        root.cancel();
+        drop(requests);
+    });
+    assert_eq!(
+        short(&seen),
+        pairs(&[
+            ("cancel", "server"),
+            ("turn", "server"),
+            ("drained", "server")
+        ]),
+        "a wide anonymous tree must not flood a DEBUG log: {seen:#?}"
+    );
+}
+
+#[test]
+fn a_wide_tree_logs_each_child_once_in_order() {
+    let seen = capture(Level::TRACE, || {
+        let root = Phaser::named("root");
+        let children: Vec<Phaser> = (0..5)
+            .map(|i| root.child_named(format!("c{i}")).unwrap())
+            .collect();
+        root.cancel();
+        for child in children {
+            drop(child);
+        }
+    });
+    let mut expected = vec![("cancel".to_string(), "root".to_string())];
+    // The walk cancels the children (each a leaf: its turn at once).
+    let turns: Vec<(String, String)> = short(&seen)[1..6].to_vec();
+    for i in 0..5 {
+        assert!(
+            turns.contains(&("turn".to_string(), format!("c{i}"))),
+            "{seen:#?}"
+        );
+    }
+    for i in 0..5 {
+        expected.push(("drained".to_string(), format!("c{i}")));
+    }
+    expected.push(("turn".to_string(), "root".to_string()));
+    expected.push(("drained".to_string(), "root".to_string()));
+    let rest: Vec<(String, String)> = short(&seen)
+        .into_iter()
+        .filter(|(what, node)| !(what == "turn" && node.starts_with('c')))
+        .collect();
+    assert_eq!(rest, expected, "{seen:#?}");
+}
