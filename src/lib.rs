@@ -70,6 +70,8 @@
 //!   `critical-section` feature or `--cfg portable_atomic_unsafe_assume_single_core`).
 //! * `critical-section`: guards the waiter lists and child links with a
 //!   critical section, so cancelling from an interrupt handler is safe.
+//! * `tracing`: `tracing` events (target `phaseout`) for every cancel,
+//!   abort, turn and drain; labeled nodes at DEBUG, others at TRACE.
 //! * `signal` (std): `signal::cancel_on_terminate`, the first SIGINT or
 //!   SIGTERM cancels a token with the signal's name as the cause, a second
 //!   one exits with status 128 + its number (130, 143).
