@@ -21,6 +21,9 @@ use super::Node;
 pub(super) fn cancel(node: &Node) {
     #[cfg(feature = "tracing")]
     {
+        if !listening(node) {
+            return; // do not even write the cause out
+        }
         let word = node.load();
         let cause = if word & state::OWN_DROP != 0 {
             let how = if word & state::PANICKED != 0 {
@@ -98,19 +101,26 @@ pub(super) fn wants_turn_of(prev: usize) -> bool {
     }
 }
 
+/// Whether a subscriber wants `node`'s events (DEBUG if it is labeled,
+/// TRACE if not). Checked first, so nobody listening costs a level check.
+#[cfg(feature = "tracing")]
+#[inline]
+fn listening(node: &Node) -> bool {
+    if node.label().is_some() {
+        tracing::enabled!(target: "phaseout", tracing::Level::DEBUG)
+    } else {
+        tracing::enabled!(target: "phaseout", tracing::Level::TRACE)
+    }
+}
+
 #[cfg(feature = "tracing")]
 fn event(node: &Node, what: &'static str, cause: Option<&str>) {
     use core::fmt::Write;
 
-    let labeled = node.label().is_some();
-    let listening = if labeled {
-        tracing::enabled!(target: "phaseout", tracing::Level::DEBUG)
-    } else {
-        tracing::enabled!(target: "phaseout", tracing::Level::TRACE)
-    };
-    if !listening {
+    if !listening(node) {
         return; // nobody listens: do not even format the name
     }
+    let labeled = node.label().is_some();
     let mut id = alloc::string::String::new();
     let name = match node.label() {
         Some(label) => label,
