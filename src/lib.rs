@@ -72,6 +72,8 @@
 //!   critical section, so cancelling from an interrupt handler is safe.
 //! * `tracing`: `tracing` events (target `phaseout`) for every cancel,
 //!   abort, turn and drain; labeled nodes at DEBUG, others at TRACE.
+//! * `defmt`: `defmt::Format` for the public types, and the `tracing`
+//!   feature's events logged with `defmt`, for firmware.
 //! * `signal` (std): `signal::cancel_on_terminate`, the first SIGINT or
 //!   SIGTERM cancels a token with the signal's name as the cause, a second
 //!   one exits with status 128 + its number (130, 143).
@@ -95,6 +97,8 @@
 extern crate alloc;
 
 mod cause;
+#[cfg(feature = "defmt")]
+mod defmt_format;
 mod error;
 pub mod futures;
 mod node;

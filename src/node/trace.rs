@@ -1,4 +1,5 @@
-//! `tracing` events for every transition (feature `tracing`).
+//! `tracing` (and `defmt`) events for every transition (features
+//! `tracing`, `defmt`).
 //!
 //! Each function is called at the one place its transition happens, by the
 //! thread that performed it. Without the feature they are empty and inline
@@ -10,6 +11,11 @@
 //! With `std` too, a labeled node records when it was cancelled (in its
 //! label's heap block, `meta.rs`: unlabeled nodes pay nothing), and its
 //! `turn` and `drained` events carry `waited`, the time since then.
+//!
+//! Feature `defmt` logs the same four events for firmware, `phaseout:
+//! <event> <label>` at debug for labeled nodes and `#<id>` at trace for
+//! the others (its level filter is `DEFMT_LOG`, chosen at build time), with
+//! the cause on `cancel`; no `waited` (no clock without `std`).
 
 #[cfg(feature = "tracing")]
 use super::state;
@@ -44,7 +50,8 @@ pub(super) fn cancel(node: &Node) {
         };
         event(node, "cancel", cause.as_deref());
     }
-    #[cfg(not(feature = "tracing"))]
+    #[cfg(feature = "defmt")]
+    defmt_event(node, "cancel");
     let _ = node;
 }
 
@@ -63,7 +70,8 @@ pub(super) fn cancelled_now(node: &Node) {
 pub(super) fn abort(node: &Node) {
     #[cfg(feature = "tracing")]
     event(node, "abort", None);
-    #[cfg(not(feature = "tracing"))]
+    #[cfg(feature = "defmt")]
+    defmt_event(node, "abort");
     let _ = node;
 }
 
@@ -72,7 +80,8 @@ pub(super) fn abort(node: &Node) {
 pub(super) fn turn(node: &Node) {
     #[cfg(feature = "tracing")]
     event(node, "turn", None);
-    #[cfg(not(feature = "tracing"))]
+    #[cfg(feature = "defmt")]
+    defmt_event(node, "turn");
     let _ = node;
 }
 
@@ -81,7 +90,8 @@ pub(super) fn turn(node: &Node) {
 pub(super) fn drained(node: &Node) {
     #[cfg(feature = "tracing")]
     event(node, "drained", None);
-    #[cfg(not(feature = "tracing"))]
+    #[cfg(feature = "defmt")]
+    defmt_event(node, "drained");
     let _ = node;
 }
 
@@ -91,10 +101,10 @@ pub(super) fn drained(node: &Node) {
 /// never.
 #[inline(always)]
 pub(super) fn wants_turn_of(prev: usize) -> bool {
-    #[cfg(feature = "tracing")]
-    return state::live_children(prev) == 1
-        && prev & (state::CANCELLED | state::OWNER_DONE) == state::CANCELLED;
-    #[cfg(not(feature = "tracing"))]
+    #[cfg(any(feature = "tracing", feature = "defmt"))]
+    return super::state::live_children(prev) == 1
+        && prev & (super::state::CANCELLED | super::state::OWNER_DONE) == super::state::CANCELLED;
+    #[cfg(not(any(feature = "tracing", feature = "defmt")))]
     {
         let _ = prev;
         false
@@ -157,4 +167,32 @@ fn waited(node: &Node, what: &str) -> Option<core::time::Duration> {
     }
     let _ = (node, what);
     None
+}
+
+/// The `defmt` form of an event; see the module doc.
+#[cfg(feature = "defmt")]
+fn defmt_event(node: &Node, what: &'static str) {
+    let Some(label) = node.label() else {
+        let id = core::ptr::from_ref(node) as usize;
+        defmt::trace!("phaseout: {=str} #{=usize:x}", what, id);
+        return;
+    };
+    let word = node.load();
+    if what != "cancel" {
+        defmt::debug!("phaseout: {=str} {=str}", what, label);
+    } else if word & super::state::OWN_DROP != 0 {
+        let how = if word & super::state::PANICKED != 0 {
+            "panicked"
+        } else {
+            "finished"
+        };
+        defmt::debug!("phaseout: cancel {=str} cause=the owner {=str}", label, how);
+    } else if let Some(cause) = (word & super::state::HAS_CAUSE != 0)
+        .then(|| node.meta.cause())
+        .flatten()
+    {
+        defmt::debug!("phaseout: cancel {=str} cause={}", label, cause);
+    } else {
+        defmt::debug!("phaseout: cancel {=str}", label);
+    }
 }

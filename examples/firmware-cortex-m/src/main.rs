@@ -26,7 +26,9 @@ mod shutdown;
 use core::mem::MaybeUninit;
 
 use cortex_m as _; // links the critical-section implementation
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::debug;
+#[cfg(not(feature = "defmt"))]
+use cortex_m_semihosting::hprintln;
 use embassy_executor::Spawner;
 use embedded_alloc::LlffHeap as Heap;
 use shutdown::{Phaser, Token};
@@ -38,9 +40,21 @@ const HEAP_SIZE: usize = 8 * 1024;
 /// Samples taken before the power fails.
 const SAMPLES_BEFORE_POWER_FAIL: u32 = 25;
 
+#[cfg(not(feature = "defmt"))]
 fn log(args: core::fmt::Arguments<'_>) {
     hprintln!("{}", args);
 }
+
+/// With feature `defmt`, everything goes out as `defmt` frames (the
+/// scenario's lines are formatted on the device; phaseout's events are
+/// not): the host decodes them with `defmt-print`.
+#[cfg(feature = "defmt")]
+fn log(args: core::fmt::Arguments<'_>) {
+    defmt::info!("{}", defmt::Display2Format(&args));
+}
+
+#[cfg(feature = "defmt")]
+use defmt_semihosting as _; // the global `defmt` logger
 
 #[embassy_executor::task]
 async fn sampler(phaser: Phaser) {
@@ -79,9 +93,11 @@ async fn main(spawner: Spawner) {
     spawner.spawn(power_fail(root.token()).expect("task slot free"));
 
     root.turn().await;
+    #[cfg(all(feature = "defmt", not(feature = "baseline")))]
+    defmt::info!("at the root's turn: {}", root.report());
     match scenario::check(log) {
         Ok(()) => {
-            hprintln!("all stopped in order, nothing lost");
+            log(format_args!("all stopped in order, nothing lost"));
             debug::exit(debug::EXIT_SUCCESS);
         }
         Err(problem) => panic!("{problem}"),
@@ -90,7 +106,7 @@ async fn main(spawner: Spawner) {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    hprintln!("firmware failed: {}", info);
+    log(format_args!("firmware failed: {}", info));
     debug::exit(debug::EXIT_FAILURE);
     loop {
         cortex_m::asm::udf();
