@@ -97,6 +97,7 @@ impl Meta {
     /// when this returns, and what it holds happens-before the caller's
     /// next write to the state word (success is a release, failure an
     /// acquire of the write that filled it).
+    #[inline(never)] // only `cancel_with` and a drop with children get here
     pub(crate) fn fill(&self, cause: &Cause) {
         let (slot, tag) = match self.labeled() {
             Some(labeled) => (&labeled.cause, 0),

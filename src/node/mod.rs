@@ -269,7 +269,7 @@ impl Node {
                 // This RMW may also have given the turn (no child) or
                 // aborted: one wake serves every kind of waiter.
                 self.notify_all();
-                self.update(|current| Some(current & !state::WAKE_PENDING));
+                self.clear(state::WAKE_PENDING);
             }
         } else if (abort && prev & state::HAS_WAITERS != 0 || prev & state::WAKE_PENDING != 0)
             && !self.is_being_notified_here()
@@ -293,6 +293,13 @@ impl Node {
     #[inline]
     fn set(&self, flags: usize) -> usize {
         self.update(|current| (current | flags != current).then_some(current | flags))
+    }
+
+    /// Clears `flags`. Out of line: only the rare end of a wake-up uses it,
+    /// and one more inlined CAS loop is flash that firmware pays for.
+    #[inline(never)]
+    fn clear(&self, flags: usize) {
+        self.update(|current| Some(current & !flags));
     }
 
     /// Sets `HAS_WAITERS` after the caller registered its listener. Always
