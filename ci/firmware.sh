@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the three firmwares under QEMU, checks exit status and the
-# printed shutdown order, and measures what phaseout adds to the Cortex-M3
-# release firmware.
+# printed shutdown order, runs the interrupt firmware (an interrupt handler
+# cancels and aborts under preemption, on the Cortex-M3 and the Cortex-M0),
+# and measures what phaseout adds to the Cortex-M3 release firmware.
 set -uo pipefail
 cd "$(dirname "$0")"/..
 root=$(pwd)
@@ -47,6 +48,38 @@ run() {
 run "embassy, Cortex-M3 (lm3s6965evb)" examples/firmware-cortex-m
 run "embassy, Cortex-M0 without CAS (microbit)" examples/firmware-cortex-m --target thumbv6m-none-eabi --features m0
 run "hand-written executor, riscv32imc (virt)" examples/firmware-riscv
+
+# run_irq NAME DIR CARGO-ARGS...: the interrupt firmware. It checks every
+# round itself and exits 1 on a violation; here: exit status 0, and a
+# summary line that reports at least 300 rounds with nothing lost.
+run_irq() {
+    local name=$1 dir=$2
+    shift 2
+    echo "=== firmware: $name"
+    cd "$root/$dir"
+    local start=$SECONDS
+    if ! cargo build --release "$@"; then
+        echo "FAIL $name: build"; failed=$((failed + 1)); cd "$root"; return
+    fi
+    echo "built in $((SECONDS - start)) s"
+    start=$SECONDS
+    local out status
+    out=$(timeout 60 cargo run --release -q "$@" 2>&1)
+    status=$?
+    echo "$out"
+    echo "ran in $((SECONDS - start)) s"
+    local rounds
+    rounds=$(echo "$out" | sed -nE 's/^irq summary: ([0-9]+) rounds, [0-9]+ samples stored, none lost;.*/\1/p')
+    if [ "$status" -eq 0 ] && [ "${rounds:-0}" -ge 300 ]; then
+        echo "PASS $name"; passed=$((passed + 1))
+    else
+        echo "FAIL $name: exit status $status (124: hung), ${rounds:-no} summary rounds"; failed=$((failed + 1))
+    fi
+    cd "$root"
+}
+
+run_irq "interrupt cancels under preemption, Cortex-M3 SysTick (lm3s6965evb)" examples/firmware-irq
+run_irq "interrupt cancels under preemption, Cortex-M0 TIMER0 (microbit)" examples/firmware-irq --target thumbv6m-none-eabi --features m0
 
 # What phaseout adds: the same firmware with hand-written flags instead.
 size=$(ls "$(rustc --print sysroot)"/lib/rustlib/*/bin/llvm-size | head -n 1)
