@@ -85,11 +85,21 @@ run_irq "interrupt cancels under preemption, Cortex-M0 TIMER0 (microbit)" exampl
 size=$(ls "$(rustc --print sysroot)"/lib/rustlib/*/bin/llvm-size | head -n 1)
 fw=examples/firmware-cortex-m
 elf=$fw/target/thumbv7m-none-eabi/release/phaseout-firmware-cortex-m
-(cd $fw && cargo build --release -q) && cp $elf target/fw-with-phaseout
-(cd $fw && cargo build --release -q --no-default-features --features baseline) && cp $elf target/fw-baseline
+# `--target-dir target`: the ELF is where `$elf` says even if the caller
+# set CARGO_TARGET_DIR; and a missing one fails the step instead of
+# measuring nothing.
+mkdir -p target
+rm -f target/fw-with-phaseout target/fw-baseline
+(cd $fw && cargo build --release -q --target-dir target) && cp $elf target/fw-with-phaseout
+(cd $fw && cargo build --release -q --target-dir target --no-default-features --features baseline) && cp $elf target/fw-baseline
 "$size" target/fw-with-phaseout target/fw-baseline
-read -r text_with data_with bss_with _ < <("$size" target/fw-with-phaseout | tail -n 1)
-read -r text_base data_base bss_base _ < <("$size" target/fw-baseline | tail -n 1)
+read -r text_with data_with bss_with _ < <("$size" target/fw-with-phaseout 2>/dev/null | tail -n 1)
+read -r text_base data_base bss_base _ < <("$size" target/fw-baseline 2>/dev/null | tail -n 1)
+if ! [[ "${text_with:-}" =~ ^[0-9]+$ && "${text_base:-}" =~ ^[0-9]+$ ]]; then
+    echo "FAIL size: could not build or measure the two firmwares"
+    echo "firmware: $passed passed, $((failed + 1)) failed"
+    exit 1
+fi
 flash=$((text_with + data_with - text_base - data_base))
 ram=$((data_with + bss_with - data_base - bss_base))
 echo "phaseout adds ${flash} bytes of flash and ${ram} bytes of static RAM to the Cortex-M3 release firmware (opt-level s)"
