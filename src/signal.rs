@@ -21,7 +21,18 @@
 //! other library's handler, works as if phaseout had never been there. If
 //! another library installed its own handler *after* phaseout's, `stop()`
 //! leaves that one in place (removing it would break that library) and
-//! phaseout's, still called by it, does nothing more.
+//! phaseout's, still called by it, does nothing more; if that library later
+//! removes its handler and puts phaseout's back, phaseout's puts back what
+//! was there before it at the next signal. A signal that arrives while
+//! `stop()` runs still cancels. A child made by `fork` (without exec) does
+//! not act on signals through phaseout: the thread is the parent's.
+//!
+//! Limits: two signals *of the same kind* sent so close together that the
+//! first is still pending when the second arrives are merged into one by
+//! the kernel (no handler can count them); SIGINT then SIGTERM, or any
+//! signal after the first was delivered, always count. A signal that was
+//! ignored (`SIG_IGN`) when `cancel_on_terminate` was called is handled
+//! anyway (as tokio and `ctrlc` do) and ignored again after `stop()`.
 //!
 //! # Other platforms
 //!
@@ -104,9 +115,15 @@ impl TerminateHandler {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn stop(mut self) {
-        imp::stop();
+        let join = imp::stop();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            if join {
+                let _ = thread.join();
+            } else {
+                // In a child of `fork` the thread does not exist: neither
+                // join nor detach it.
+                core::mem::forget(thread);
+            }
         }
     }
 }
@@ -126,11 +143,17 @@ mod imp {
     const SIGNALS: [(libc::c_int, &str); 2] =
         [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")];
 
-    /// Whether our handlers are installed and acting.
+    /// Whether our handlers are acting (between install and stop).
     static ACTIVE: AtomicBool = AtomicBool::new(false);
+    /// The process that installed them: a child made by `fork` (without
+    /// exec) inherits our handlers but not the thread, and must not act.
+    static OWNER_PID: AtomicI32 = AtomicI32::new(0);
+    /// Handlers running now; `stop` waits for them to leave.
+    static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
     /// Signals seen since the install; counted in the handler itself.
     static SEEN: AtomicUsize = AtomicUsize::new(0);
-    /// The first signal's number, for the thread to name the cause.
+    /// The first signal's number (set before `SEEN` counts it), for the
+    /// thread to name the cause.
     static FIRST: AtomicI32 = AtomicI32::new(0);
     /// The pipe's write end the handler wakes the thread with, or -1.
     static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
@@ -140,61 +163,121 @@ mod imp {
     /// safe. Two descriptors per process.
     static PIPE: OnceLock<(libc::c_int, libc::c_int)> = OnceLock::new();
     /// The byte a signal writes. `stop` writes the install's generation
-    /// (below 255) to end that install's thread; a stale stop byte of an
-    /// earlier install (whose thread never started) is ignored.
+    /// (below 255) to end that install's thread.
     const SIGNAL_BYTE: u8 = u8::MAX;
     static GENERATION: AtomicU8 = AtomicU8::new(0);
-    /// Per signal: our handler was found covered by another library's at
-    /// `stop` (that one may call ours as its previous handler), so ours was
-    /// left in place, inactive. A new install then only re-activates it:
-    /// installing ours on top again would make a loop through theirs.
-    static COVERED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-    /// The handlers that were there before ours, as raw `sigaction`s, for
-    /// the handler to pass signals on (read in the handler: written only
-    /// while ours are not installed).
+    /// The dispositions from before ours, for the handler: the handler
+    /// address and flags (the rest is in `SAVED`).
     static PREVIOUS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
     static PREVIOUS_FLAGS: [AtomicI32; 2] = [AtomicI32::new(0), AtomicI32::new(0)];
-    /// Install and stop, one at a time. `Some` while installed; it holds
-    /// the dispositions from before phaseout's (kept across a `stop` that
-    /// found a slot covered, see `COVERED`).
-    static INSTALLED: Mutex<Option<Installed>> = Mutex::new(None);
-    static SAVED: Mutex<Option<Installed>> = Mutex::new(None);
+    /// Per signal: at `stop`, our handler was covered by another library's
+    /// (which may call ours as its previous one), so ours was left in
+    /// place, inactive.
+    static COVERED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+    /// One install at a time: `true` while installed.
+    static INSTALLED: Mutex<bool> = Mutex::new(false);
+    /// The full dispositions from before ours, restored by `stop`.
+    static SAVED: Mutex<Option<Saved>> = Mutex::new(None);
 
     #[derive(Clone, Copy)]
-    struct Installed {
+    struct Saved {
         previous: [libc::sigaction; 2],
     }
 
-    // SAFETY: `sigaction` is plain data (a function address and flags).
-    unsafe impl Send for Installed {}
+    // SAFETY: `sigaction` is plain data (a function address, flags, a mask).
+    unsafe impl Send for Saved {}
 
-    /// The signal handler: only async-signal-safe operations (atomics,
-    /// `write`, `_exit`, calling the previous handler).
+    fn ours() -> usize {
+        on_signal as *const () as usize
+    }
+
+    fn slot_of(signal: libc::c_int) -> Option<usize> {
+        SIGNALS.iter().position(|(number, _)| *number == signal)
+    }
+
+    /// The current disposition of `signal`, or `None` if it cannot be read.
+    fn current(signal: libc::c_int) -> Option<libc::sigaction> {
+        // SAFETY: an all-zero `sigaction` is a valid value to fill in, and
+        // reading a disposition is async-signal-safe.
+        let mut now: libc::sigaction = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        (unsafe { libc::sigaction(signal, ptr::null(), &mut now) } == 0).then_some(now)
+    }
+
+    /// The signal handler. Only async-signal-safe operations: atomics,
+    /// `getpid`, `sigaction`, `write`, `raise`, `_exit`, and the previous
+    /// handler. It keeps `errno` as it found it.
     extern "C" fn on_signal(
         signal: libc::c_int,
         info: *mut libc::siginfo_t,
         context: *mut libc::c_void,
     ) {
-        if ACTIVE.load(Ordering::SeqCst) {
+        let errno = Errno::save();
+        IN_HANDLER.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: `getpid` is async-signal-safe.
+        let here = unsafe { libc::getpid() };
+        let acting = ACTIVE.load(Ordering::SeqCst) && OWNER_PID.load(Ordering::SeqCst) == here;
+        if acting {
+            // The first one records its number before anything counts it,
+            // so a reader that sees a count sees the name.
+            let _ = FIRST.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
             if SEEN.fetch_add(1, Ordering::SeqCst) > 0 {
                 // The second one: stop now. `_exit`, not `exit`: no
                 // destructors or atexit handlers inside a signal handler.
                 // SAFETY: `_exit` is async-signal-safe.
                 unsafe { libc::_exit(128 + signal) };
             }
-            FIRST.store(signal, Ordering::SeqCst);
             write_byte(WAKE_FD.load(Ordering::SeqCst), SIGNAL_BYTE);
+        }
+        IN_HANDLER.fetch_sub(1, Ordering::SeqCst);
+        if acting {
+            pass_on(signal, info, context);
+        } else {
+            act_as_before(signal, info, context);
+        }
+        errno.restore();
+    }
+
+    /// Not acting (stopped, or in a forked child). If ours is still the
+    /// installed handler (nobody covers it any more), put back what was
+    /// there before and let it act: the default terminates (the signal is
+    /// raised again, pending until this handler returns). If ours is only
+    /// reached through another library's chain, pass it on as usual.
+    fn act_as_before(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+        let Some(slot) = slot_of(signal) else {
+            return;
+        };
+        let installed_directly = current(signal).is_some_and(|now| now.sa_sigaction == ours());
+        let previous = PREVIOUS[slot].load(Ordering::SeqCst);
+        if installed_directly && (previous == libc::SIG_DFL || previous == libc::SIG_IGN) {
+            // SAFETY: an all-zero `sigaction` with SIG_DFL or SIG_IGN is a
+            // valid disposition; `sigaction` and `raise` are
+            // async-signal-safe.
+            unsafe {
+                let mut back: libc::sigaction = core::mem::zeroed();
+                back.sa_sigaction = previous;
+                libc::sigemptyset(&mut back.sa_mask);
+                libc::sigaction(signal, &back, ptr::null_mut());
+                if previous == libc::SIG_DFL {
+                    libc::raise(signal);
+                }
+            }
+            return;
         }
         pass_on(signal, info, context);
     }
 
     /// Calls the handler that was there before ours, if it was a function.
     fn pass_on(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
-        let Some(slot) = SIGNALS.iter().position(|(number, _)| *number == signal) else {
+        let Some(slot) = slot_of(signal) else {
             return;
         };
         let previous = PREVIOUS[slot].load(Ordering::SeqCst);
-        if previous == libc::SIG_DFL || previous == libc::SIG_IGN || previous == 0 {
+        if previous == libc::SIG_DFL
+            || previous == libc::SIG_IGN
+            || previous == 0
+            || previous == ours()
+        {
             return; // the default (terminate) is what our handler replaces
         }
         if PREVIOUS_FLAGS[slot].load(Ordering::SeqCst) & libc::SA_SIGINFO != 0 {
@@ -206,6 +289,34 @@ mod imp {
             // SAFETY: a handler installed without SA_SIGINFO has this type.
             let handler: extern "C" fn(libc::c_int) = unsafe { core::mem::transmute(previous) };
             handler(signal);
+        }
+    }
+
+    /// `errno` of the interrupted code, put back before the handler returns.
+    struct Errno(libc::c_int);
+
+    impl Errno {
+        fn location() -> Option<*mut libc::c_int> {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            // SAFETY: returns this thread's errno slot.
+            return Some(unsafe { libc::__errno_location() });
+            #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+            // SAFETY: returns this thread's errno slot.
+            return Some(unsafe { libc::__error() });
+            #[allow(unreachable_code)]
+            None
+        }
+
+        fn save() -> Self {
+            // SAFETY: this thread's errno slot is valid to read.
+            Self(Self::location().map_or(0, |slot| unsafe { *slot }))
+        }
+
+        fn restore(self) {
+            if let Some(slot) = Self::location() {
+                // SAFETY: this thread's errno slot is valid to write.
+                unsafe { *slot = self.0 };
+            }
         }
     }
 
@@ -242,11 +353,45 @@ mod imp {
         Ok((fds[0], fds[1]))
     }
 
+    /// Reads and forgets every byte waiting in the pipe (no thread reads it
+    /// between installs): a signal or stop byte left from before.
+    fn drain_pipe(read_fd: libc::c_int) {
+        // SAFETY: plain fcntl/read calls on our pipe's read end.
+        unsafe {
+            let flags = libc::fcntl(read_fd, libc::F_GETFL);
+            libc::fcntl(read_fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            let mut buffer = [0u8; 64];
+            while libc::read(read_fd, buffer.as_mut_ptr().cast(), buffer.len()) > 0 {}
+            libc::fcntl(read_fd, libc::F_SETFL, flags);
+        }
+    }
+
+    /// Our disposition for `slot`: the previous handler's restart, stack
+    /// and mask choices when it was a function, else `SA_RESTART`.
+    fn our_action(previous: &libc::sigaction) -> libc::sigaction {
+        // SAFETY: an all-zero `sigaction` is valid; we fill in ours.
+        let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+        action.sa_sigaction = ours();
+        let previous_is_function = previous.sa_sigaction != libc::SIG_DFL
+            && previous.sa_sigaction != libc::SIG_IGN
+            && previous.sa_sigaction != ours();
+        if previous_is_function {
+            let kept = libc::SA_RESTART | libc::SA_ONSTACK | libc::SA_NODEFER;
+            action.sa_flags = libc::SA_SIGINFO | (previous.sa_flags & kept);
+            action.sa_mask = previous.sa_mask;
+        } else {
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            // SAFETY: `sa_mask` is ours to initialize.
+            unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        }
+        action
+    }
+
     pub(super) fn install(token: Token) -> io::Result<TerminateHandler> {
         let mut installed = INSTALLED
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if installed.is_some() {
+        if *installed {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "phaseout: cancel_on_terminate is already installed; stop() it first",
@@ -261,135 +406,155 @@ mod imp {
                 "phaseout: could not create the signal pipe",
             ));
         }
+        drain_pipe(read_fd);
         SEEN.store(0, Ordering::SeqCst);
         FIRST.store(0, Ordering::SeqCst);
         WAKE_FD.store(write_fd, Ordering::SeqCst);
+        // SAFETY: `getpid` cannot fail.
+        OWNER_PID.store(unsafe { libc::getpid() }, Ordering::SeqCst);
         let generation = (GENERATION.load(Ordering::SeqCst) + 1) % SIGNAL_BYTE;
         GENERATION.store(generation, Ordering::SeqCst);
-        let saved = *SAVED
+
+        let mut saved = SAVED
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut previous = match saved {
+        let mut previous = match *saved {
             Some(saved) => saved.previous,
             // SAFETY: an all-zero `sigaction` is a valid value to fill in.
             None => unsafe { core::mem::zeroed() },
         };
+        // Which slots need ours installed now (not those where ours is
+        // still reached: installed directly, or covered by a function).
+        let mut install_slot = [true; 2];
         for (slot, (signal, _)) in SIGNALS.iter().enumerate() {
-            if COVERED[slot].load(Ordering::SeqCst) {
-                continue; // ours is still in place under another's; `PREVIOUS` too
-            }
-            // SAFETY: reading the current disposition into `previous`.
-            if unsafe { libc::sigaction(*signal, ptr::null(), &mut previous[slot]) } != 0 {
-                return Err(last_error());
-            }
-            PREVIOUS[slot].store(previous[slot].sa_sigaction, Ordering::SeqCst);
-            PREVIOUS_FLAGS[slot].store(previous[slot].sa_flags, Ordering::SeqCst);
-        }
-        ACTIVE.store(true, Ordering::SeqCst);
-        for (slot, (signal, _)) in SIGNALS.iter().enumerate() {
-            if COVERED[slot].load(Ordering::SeqCst) {
+            let now = current(*signal).ok_or_else(last_error)?;
+            let reached = now.sa_sigaction == ours()
+                || (COVERED[slot].load(Ordering::SeqCst)
+                    && now.sa_sigaction != libc::SIG_DFL
+                    && now.sa_sigaction != libc::SIG_IGN);
+            if reached {
+                install_slot[slot] = false; // keep `previous` from before
                 continue;
             }
-            // SAFETY: an all-zero `sigaction` is valid; we fill in ours.
-            let mut ours: libc::sigaction = unsafe { core::mem::zeroed() };
-            ours.sa_sigaction = on_signal as *const () as usize;
-            ours.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-            // SAFETY: `sa_mask` is ours to initialize.
-            unsafe { libc::sigemptyset(&mut ours.sa_mask) };
-            // SAFETY: installing a handler that is async-signal-safe.
-            if unsafe { libc::sigaction(*signal, &ours, ptr::null_mut()) } != 0 {
-                let error = last_error();
-                for (undo, (signal, _)) in SIGNALS.iter().enumerate().take(slot) {
-                    if COVERED[undo].load(Ordering::SeqCst) {
-                        continue;
-                    }
-                    // SAFETY: putting back what we read above.
-                    unsafe { libc::sigaction(*signal, &previous[undo], ptr::null_mut()) };
-                }
-                ACTIVE.store(false, Ordering::SeqCst);
-                WAKE_FD.store(-1, Ordering::SeqCst);
-                return Err(error);
-            }
+            COVERED[slot].store(false, Ordering::SeqCst);
+            previous[slot] = now;
+            PREVIOUS[slot].store(now.sa_sigaction, Ordering::SeqCst);
+            PREVIOUS_FLAGS[slot].store(now.sa_flags, Ordering::SeqCst);
         }
-        let thread = thread::Builder::new()
-            .name("phaseout-signal".into())
-            .spawn(move || wait_for_signal(read_fd, generation, &token));
-        let thread = match thread {
-            Ok(thread) => thread,
-            Err(error) => {
-                *installed = Some(Installed { previous });
+        *saved = Some(Saved { previous });
+        drop(saved);
+        ACTIVE.store(true, Ordering::SeqCst);
+        for (slot, (signal, _)) in SIGNALS.iter().enumerate() {
+            if !install_slot[slot] {
+                continue;
+            }
+            let action = our_action(&previous[slot]);
+            // SAFETY: installing a handler that is async-signal-safe.
+            if unsafe { libc::sigaction(*signal, &action, ptr::null_mut()) } != 0 {
+                let error = last_error();
+                *installed = true;
                 drop(installed);
                 stop();
                 return Err(error);
             }
-        };
-        *installed = Some(Installed { previous });
-        *SAVED
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Installed { previous });
-        Ok(TerminateHandler {
-            thread: Some(thread),
-        })
+        }
+        *installed = true;
+        drop(installed);
+        let thread = thread::Builder::new()
+            .name("phaseout-signal".into())
+            .spawn(move || wait_for_signal(read_fd, generation, &token));
+        match thread {
+            Ok(thread) => Ok(TerminateHandler {
+                thread: Some(thread),
+            }),
+            Err(error) => {
+                stop();
+                Err(error)
+            }
+        }
+    }
+
+    /// Cancels `token` with the first signal's name, if a signal came.
+    fn cancel_if_signalled(token: &Token, cancelled: &mut bool) {
+        if *cancelled || SEEN.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let first = FIRST.load(Ordering::SeqCst);
+        let name = SIGNALS
+            .iter()
+            .find(|(number, _)| *number == first)
+            .map_or("signal", |(_, name)| *name);
+        token.cancel_with(name);
+        *cancelled = true;
     }
 
     /// The background thread: waits for the handler's byte, then cancels
     /// with the first signal's name. Ends at `stop`'s byte for its
-    /// `generation`.
+    /// `generation`, after acting on a signal that came before the stop.
     fn wait_for_signal(read_fd: libc::c_int, generation: u8, token: &Token) {
         let mut byte = 0u8;
+        let mut cancelled = false;
         loop {
             // SAFETY: reading one byte into `byte` from our pipe.
             let read = unsafe { libc::read(read_fd, ptr::from_mut(&mut byte).cast(), 1) };
-            if read == 1 && byte == generation {
+            if read == 1 && byte == SIGNAL_BYTE {
+                cancel_if_signalled(token, &mut cancelled);
+            } else if read == 1 && byte == generation {
+                // `stop` waited for every handler to leave first, so a
+                // signal that came before it is counted by now.
+                cancel_if_signalled(token, &mut cancelled);
                 return;
-            }
-            if read == 1 && byte != SIGNAL_BYTE {
-                continue; // a stale stop byte of an earlier install
-            }
-            // A byte left over from before this install (a signal that came
-            // just before a `stop`) finds `SEEN` reset: ignored.
-            if read == 1 && SEEN.load(Ordering::SeqCst) > 0 {
-                let first = FIRST.load(Ordering::SeqCst);
-                let name = SIGNALS
-                    .iter()
-                    .find(|(number, _)| *number == first)
-                    .map_or("signal", |(_, name)| *name);
-                token.cancel_with(name);
             } else if read <= 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return; // the pipe failed: nothing more can come
             }
         }
     }
 
-    pub(super) fn stop() {
+    pub(super) fn stop() -> bool {
         let mut installed = INSTALLED
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(done) = installed.take() else {
-            return;
-        };
+        if !*installed {
+            return false;
+        }
+        *installed = false;
+        // SAFETY: `getpid` cannot fail.
+        let forked = OWNER_PID.load(Ordering::SeqCst) != unsafe { libc::getpid() };
+        let saved = *SAVED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for (slot, (signal, _)) in SIGNALS.iter().enumerate() {
-            // SAFETY: reading the current disposition.
-            let mut current: libc::sigaction = unsafe { core::mem::zeroed() };
-            // SAFETY: as above.
-            unsafe { libc::sigaction(*signal, ptr::null(), &mut current) };
-            if current.sa_sigaction == on_signal as *const () as usize {
-                // Still ours: put back what was there.
-                // SAFETY: restoring the disposition read at install.
-                unsafe { libc::sigaction(*signal, &done.previous[slot], ptr::null_mut()) };
-                COVERED[slot].store(false, Ordering::SeqCst);
-            } else {
+            match current(*signal) {
+                Some(now) if now.sa_sigaction == ours() => {
+                    if let Some(saved) = saved {
+                        // Still ours: put back what was there.
+                        // SAFETY: restoring the disposition read at install.
+                        unsafe { libc::sigaction(*signal, &saved.previous[slot], ptr::null_mut()) };
+                    }
+                    COVERED[slot].store(false, Ordering::SeqCst);
+                }
                 // Someone installed a handler over ours and may call ours
                 // as its previous one: ours stays, inactive.
-                COVERED[slot].store(true, Ordering::SeqCst);
+                _ => COVERED[slot].store(true, Ordering::SeqCst),
             }
         }
         ACTIVE.store(false, Ordering::SeqCst);
         WAKE_FD.store(-1, Ordering::SeqCst);
+        // A handler that saw `ACTIVE` may still be on its way to the pipe:
+        // let it finish before the thread is told to end.
+        while IN_HANDLER.load(Ordering::SeqCst) != 0 {
+            thread::yield_now();
+        }
+        if forked {
+            // A child of `fork`: the thread and the pipe's reader are the
+            // parent's. Tell nobody; there is nothing to join here.
+            return false;
+        }
         if let Some((_, write_fd)) = PIPE.get() {
             // Ends this install's thread.
             write_byte(*write_fd, GENERATION.load(Ordering::SeqCst));
         }
+        true
     }
 }
 
@@ -414,7 +579,8 @@ mod imp {
         Ok(TerminateHandler { thread: None })
     }
 
-    pub(super) fn stop() {
+    pub(super) fn stop() -> bool {
         // ctrlc cannot remove its handler; it stays, and keeps cancelling.
+        false
     }
 }

@@ -125,7 +125,76 @@ fn signal_child_process() {
             print_cause_when_cancelled(&other);
             assert!(!root.is_cancelled(), "the stopped handler still cancelled");
         }
+        "covered-uninstall" => {
+            // phaseout's, then a raw library's over it, phaseout stopped
+            // (covered), then the library uninstalls and puts phaseout's
+            // back: SIGTERM must terminate as by default again.
+            let handler = phaseout::signal::cancel_on_terminate(root.token()).unwrap();
+            raw_library::install(libc::SIGTERM);
+            handler.stop();
+            raw_library::uninstall(libc::SIGTERM);
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(10));
+            println!("not killed");
+        }
+        "covered-reset" => {
+            // Covered at stop, then the signal reset to the default: a new
+            // install must really install.
+            let handler = phaseout::signal::cancel_on_terminate(root.token()).unwrap();
+            raw_library::install(libc::SIGINT);
+            handler.stop();
+            // SAFETY: resetting SIGINT to its default disposition.
+            unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+            let other = Phaser::named("other");
+            let _again = phaseout::signal::cancel_on_terminate(other.token()).unwrap();
+            println!("ready");
+            print_cause_when_cancelled(&other);
+        }
         other => panic!("unknown mode {other}"),
+    }
+}
+
+/// A library with a raw `sigaction` handler that chains to the one it
+/// found, and can uninstall itself by putting that one back.
+mod raw_library {
+    use std::sync::Mutex;
+
+    static PREVIOUS: Mutex<Option<libc::sigaction>> = Mutex::new(None);
+    static PREVIOUS_HANDLER: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+
+    extern "C" fn chain(
+        signal: libc::c_int,
+        info: *mut libc::siginfo_t,
+        context: *mut libc::c_void,
+    ) {
+        let previous = PREVIOUS_HANDLER.load(std::sync::atomic::Ordering::SeqCst);
+        if previous > 1 {
+            // SAFETY: phaseout's handler is an SA_SIGINFO handler.
+            let previous: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                unsafe { std::mem::transmute(previous) };
+            previous(signal, info, context);
+        }
+    }
+
+    pub fn install(signal: libc::c_int) {
+        // SAFETY: plain sigaction calls with valid, initialized structs.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = chain as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut action.sa_mask);
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(signal, &action, &mut previous), 0);
+            PREVIOUS_HANDLER.store(previous.sa_sigaction, std::sync::atomic::Ordering::SeqCst);
+            *PREVIOUS.lock().unwrap() = Some(previous);
+        }
+    }
+
+    pub fn uninstall(signal: libc::c_int) {
+        let previous = PREVIOUS.lock().unwrap().take().unwrap();
+        // SAFETY: putting back the disposition read in `install`.
+        unsafe { assert_eq!(libc::sigaction(signal, &previous, std::ptr::null_mut()), 0) };
     }
 }
 
@@ -279,5 +348,28 @@ fn reinstalling_under_another_librarys_handler_works() {
     send(&child, "-TERM");
     wait_for_line(&mut stdout, "tokio got SIGTERM");
     wait_for_line(&mut stdout, "cancelled: SIGTERM");
+    assert!(child.wait().unwrap().success());
+}
+
+/// A library installed over phaseout's, phaseout stopped, the library
+/// uninstalled: SIGTERM terminates again (it was swallowed before the fix).
+#[test]
+fn after_a_covering_library_leaves_the_default_comes_back() {
+    use std::os::unix::process::ExitStatusExt;
+    let (mut child, mut stdout) = spawn_child("covered-uninstall");
+    wait_for_line(&mut stdout, "ready");
+    send(&child, "-TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+}
+
+/// Covered at `stop()`, then reset to the default: installing again really
+/// installs (it returned Ok and installed nothing before the fix).
+#[test]
+fn installing_again_after_the_covering_handler_was_reset_works() {
+    let (mut child, mut stdout) = spawn_child("covered-reset");
+    wait_for_line(&mut stdout, "ready");
+    send(&child, "-INT");
+    wait_for_line(&mut stdout, "cancelled: SIGINT");
     assert!(child.wait().unwrap().success());
 }
