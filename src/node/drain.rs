@@ -91,7 +91,8 @@ fn drain_step(node: &Node) -> Option<NodeRef> {
         let wakes_turn = state::live_children(current) == 1
             && current & (state::CANCELLED | state::HAS_WAITERS | state::OWNER_DONE)
                 == state::CANCELLED | state::HAS_WAITERS;
-        // With feature `tracing`, every turn is logged, so held too.
+        // With feature `tracing` or `defmt`, every turn is logged: held
+        // for that too (`trace::wants_turn_of`).
         let keep_alive = (wakes_turn || trace::wants_turn_of(current)).then(|| {
             // SAFETY: the parent is alive (above) and `node.parent` came from
             // `NodeRef::as_ptr`.

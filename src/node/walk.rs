@@ -73,8 +73,7 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
         // drop becomes a shared cause that names the owner.
         let dropped;
         let below = match reason {
-            Reason::Plain => &Reason::Plain,
-            Reason::Given(cause) => &Reason::Given(cause),
+            Reason::Plain | Reason::Given(_) => reason,
             Reason::OwnDrop { node, .. } => {
                 // SAFETY: `node` came from `as_ptr`, and the owner's count
                 // keeps it alive during this call (`OwnDrop`'s promise).
