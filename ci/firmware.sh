@@ -19,64 +19,57 @@ rustup component add llvm-tools
 passed=0
 failed=0
 
-# run NAME DIR CARGO-ARGS...: build, run under QEMU with a timeout, check.
-run() {
+# build_and_run NAME DIR CARGO-ARGS...: builds, then runs under QEMU with a
+# timeout; sets `out` and `status`, or returns 1 if the build failed.
+build_and_run() {
     local name=$1 dir=$2
     shift 2
     echo "=== firmware: $name"
     cd "$root/$dir"
     local start=$SECONDS
     if ! cargo build --release "$@"; then
-        echo "FAIL $name: build"; failed=$((failed + 1)); cd "$root"; return
+        echo "FAIL $name: build"; failed=$((failed + 1)); cd "$root"; return 1
     fi
     echo "built in $((SECONDS - start)) s"
-    local out status
+    start=$SECONDS
     out=$(timeout 60 cargo run --release -q "$@" 2>&1)
     status=$?
     echo "$out"
+    echo "ran in $((SECONDS - start)) s"
+    cd "$root"
+}
+
+# run NAME DIR CARGO-ARGS...: the shutdown-order firmwares: exit status 0,
+# the turns in order, and nothing lost.
+run() {
+    build_and_run "$@" || return
     local order
     order=$(echo "$out" | grep -oE '^(sampler|filter|logger): turn' | cut -d: -f1 | tr '\n' ' ')
     if [ "$status" -eq 0 ] && [ "$order" = "sampler filter logger " ] \
         && echo "$out" | grep -q "all stopped in order, nothing lost"; then
-        echo "PASS $name"; passed=$((passed + 1))
+        echo "PASS $1"; passed=$((passed + 1))
     else
-        echo "FAIL $name: exit status $status, order '$order'"; failed=$((failed + 1))
+        echo "FAIL $1: exit status $status, order '$order'"; failed=$((failed + 1))
     fi
-    cd "$root"
 }
-
-run "embassy, Cortex-M3 (lm3s6965evb)" examples/firmware-cortex-m
-run "embassy, Cortex-M0 without CAS (microbit)" examples/firmware-cortex-m --target thumbv6m-none-eabi --features m0
-run "hand-written executor, riscv32imc (virt)" examples/firmware-riscv
 
 # run_irq NAME DIR CARGO-ARGS...: the interrupt firmware. It checks every
 # round itself and exits 1 on a violation; here: exit status 0, and a
 # summary line that reports at least 300 rounds with nothing lost.
 run_irq() {
-    local name=$1 dir=$2
-    shift 2
-    echo "=== firmware: $name"
-    cd "$root/$dir"
-    local start=$SECONDS
-    if ! cargo build --release "$@"; then
-        echo "FAIL $name: build"; failed=$((failed + 1)); cd "$root"; return
-    fi
-    echo "built in $((SECONDS - start)) s"
-    start=$SECONDS
-    local out status
-    out=$(timeout 60 cargo run --release -q "$@" 2>&1)
-    status=$?
-    echo "$out"
-    echo "ran in $((SECONDS - start)) s"
+    build_and_run "$@" || return
     local rounds
     rounds=$(echo "$out" | sed -nE 's/^irq summary: ([0-9]+) rounds, [0-9]+ samples stored, none lost;.*/\1/p')
     if [ "$status" -eq 0 ] && [ "${rounds:-0}" -ge 300 ]; then
-        echo "PASS $name"; passed=$((passed + 1))
+        echo "PASS $1"; passed=$((passed + 1))
     else
-        echo "FAIL $name: exit status $status (124: hung), ${rounds:-no} summary rounds"; failed=$((failed + 1))
+        echo "FAIL $1: exit status $status (124: hung), ${rounds:-no} summary rounds"; failed=$((failed + 1))
     fi
-    cd "$root"
 }
+
+run "embassy, Cortex-M3 (lm3s6965evb)" examples/firmware-cortex-m
+run "embassy, Cortex-M0 without CAS (microbit)" examples/firmware-cortex-m --target thumbv6m-none-eabi --features m0
+run "hand-written executor, riscv32imc (virt)" examples/firmware-riscv
 
 run_irq "interrupt cancels under preemption, Cortex-M3 SysTick (lm3s6965evb)" examples/firmware-irq
 run_irq "interrupt cancels under preemption, Cortex-M0 TIMER0 (microbit)" examples/firmware-irq --target thumbv6m-none-eabi --features m0
