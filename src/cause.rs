@@ -7,7 +7,7 @@ use core::error::Error;
 use core::fmt;
 use core::ptr::NonNull;
 
-use crate::node::{count_one_more, state, NodeRef};
+use crate::node::{count_one_more, Label};
 use crate::sync::{fence, AtomicUsize, Ordering};
 
 /// Why a node is shutting down: the cause given to
@@ -60,11 +60,14 @@ struct Shared {
 enum What {
     Message(Cow<'static, str>),
     Error(Box<dyn Error + Send + Sync>),
-    /// The `Phaser` of this node was dropped before the node was
-    /// cancelled. The node is kept (its memory, not its shutdown) to read
-    /// its label and `PANICKED` flag, set in the RMW that cancelled it,
-    /// when the cause is shown: nothing is copied at the drop.
-    OwnerFinished(NodeRef),
+    /// A `Phaser` was dropped before its node was cancelled. Its label and
+    /// whether its thread panicked are copied when the cause is made (a
+    /// `&'static str` label copies nothing): holding the dropped node
+    /// instead would let its text change later and chain nodes' frees.
+    OwnerFinished {
+        label: Option<Label>,
+        panicked: bool,
+    },
 }
 
 // SAFETY: a `Cause` gives only shared access to `What`, whose contents are
@@ -119,8 +122,8 @@ impl Cause {
 
     /// The cause of a node cancelled by its own `Phaser`'s drop (and of
     /// the nodes that drop's walk reached first).
-    pub(crate) fn owner_finished(node: NodeRef) -> Self {
-        Self::from_what(What::OwnerFinished(node))
+    pub(crate) fn owner_finished(label: Option<Label>, panicked: bool) -> Self {
+        Self::from_what(What::OwnerFinished { label, panicked })
     }
 
     fn from_what(what: What) -> Self {
@@ -234,10 +237,9 @@ impl fmt::Display for Cause {
         match self.what() {
             What::Message(message) => f.write_str(message),
             What::Error(error) => fmt::Display::fmt(error, f),
-            What::OwnerFinished(node) => {
-                let panicked = node.load() & state::PANICKED != 0;
-                let how = if panicked { "panicked" } else { "finished" };
-                match node.label() {
+            What::OwnerFinished { label, panicked } => {
+                let how = if *panicked { "panicked" } else { "finished" };
+                match label {
                     Some(label) => write!(f, "the owner of `{label}` {how}"),
                     None => write!(f, "the owner of a node {how}"),
                 }
@@ -251,7 +253,7 @@ impl fmt::Debug for Cause {
         match self.what() {
             What::Message(message) => f.debug_tuple("Cause").field(message).finish(),
             What::Error(error) => f.debug_tuple("Cause").field(error).finish(),
-            What::OwnerFinished(_) => f
+            What::OwnerFinished { .. } => f
                 .debug_tuple("Cause")
                 .field(&format_args!("{self}"))
                 .finish(),

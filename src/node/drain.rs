@@ -33,7 +33,7 @@ pub(crate) unsafe fn release_owner(node: *const Node, panicked: bool) -> bool {
     // still ours).
     let prev = super::cancel_subtree_with(
         unsafe { &*node },
-        &super::Reason::OwnDrop { panicked, node },
+        &super::Reason::OwnDrop { panicked },
         done,
     );
     if state::live_children(prev) != 0 {

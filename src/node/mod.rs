@@ -433,14 +433,17 @@ unsafe fn with_children<R>(
 }
 
 /// Why `node` is shutting down (invariant #10): `None` while it is live
-/// or if a plain `cancel()` reached it first. A free function on the
-/// counted reference: the cause of an owner's drop keeps a count of it.
+/// or if a plain `cancel()` reached it first.
 pub(crate) fn cause_of(node: &NodeRef) -> Option<Cause> {
     let word = node.load();
     if !state::is_cancelled(word) {
         None
     } else if word & state::OWN_DROP != 0 {
-        Some(Cause::owner_finished(NodeRef::clone(node)))
+        // `PANICKED` was set in the same RMW as `OWN_DROP`: final.
+        Some(Cause::owner_finished(
+            node.label_cow(),
+            word & state::PANICKED != 0,
+        ))
     } else if word & state::HAS_CAUSE != 0 {
         node.meta.cause()
     } else {

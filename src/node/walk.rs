@@ -27,10 +27,9 @@ pub(crate) enum Reason<'a> {
     Plain,
     /// `cancel_with(cause)`, or what a walk passes down.
     Given(&'a Cause),
-    /// The walk's root, `node` (from `NodeRef::as_ptr`, with the owner's
-    /// count still held), is being dropped by its owner; its descendants
-    /// get a shared cause that says so.
-    OwnDrop { panicked: bool, node: *const Node },
+    /// The walk's root is being dropped by its owner (whose thread is
+    /// `panicked` or not); its descendants get a shared cause that says so.
+    OwnDrop { panicked: bool },
 }
 
 enum Visit {
@@ -74,10 +73,8 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
         let dropped;
         let below = match reason {
             Reason::Plain | Reason::Given(_) => reason,
-            Reason::OwnDrop { node, .. } => {
-                // SAFETY: `node` came from `as_ptr`, and the owner's count
-                // keeps it alive during this call (`OwnDrop`'s promise).
-                dropped = Cause::owner_finished(unsafe { NodeRef::new_count(*node) });
+            Reason::OwnDrop { panicked } => {
+                dropped = Cause::owner_finished(root.label_cow(), *panicked);
                 &Reason::Given(&dropped)
             }
         };
