@@ -7,4 +7,6 @@ cd "$(dirname "$0")"/..
 cargo test --no-default-features --tests
 cargo test --all-features --tests
 cargo test --release --test races --test depth
+# Guarantee 19: forks, so single-threaded (see tests/fork.rs).
+cargo test --features signal --test fork -- --test-threads=1
 cargo test --features signal,tracing

@@ -24,8 +24,17 @@
 //! phaseout's, still called by it, does nothing more; if that library later
 //! removes its handler and puts phaseout's back, phaseout's puts back what
 //! was there before it at the next signal. A signal that arrives while
-//! `stop()` runs still cancels. A child made by `fork` (without exec) does
-//! not act on signals through phaseout: the thread is the parent's.
+//! `stop()` runs still cancels.
+//!
+//! A child made by `fork` (without exec) inherits the handlers but not the
+//! thread. Until it calls `cancel_on_terminate` itself, a signal acts on it
+//! as the disposition from before phaseout's would (by default it
+//! terminates) and the parent sees nothing of it. When it installs, the
+//! child makes a wake-up pipe of its own (the inherited one stays the
+//! parent's, never read, written or closed by the child), so its signals
+//! cancel its token, its `stop()` returns, and it never takes the
+//! parent's signals. A handle the child inherited from the parent stops
+//! nothing of the child's own install.
 //!
 //! Limits: two signals *of the same kind* sent so close together that the
 //! first is still pending when the second arrives are merged into one by
@@ -63,6 +72,13 @@ pub const SECOND_SIGNAL_EXIT_CODE: i32 = 130;
 #[must_use = "dropping it keeps the handlers installed; call `stop()` to remove them"]
 pub struct TerminateHandler {
     thread: Option<thread::JoinHandle<()>>,
+    /// Which install this is (a handle copied into a child by `fork` names
+    /// the parent's install, not one the child made).
+    install: u64,
+    /// The process that spawned `thread`: in a child made by `fork` the
+    /// thread does not exist, and its handle must be neither joined nor
+    /// detached.
+    pid: u32,
 }
 
 /// Cancels `token` on the first SIGINT or SIGTERM (console events such as
@@ -71,7 +87,9 @@ pub struct TerminateHandler {
 /// second.
 ///
 /// One handler can be installed at a time in a process; after
-/// [`stop`](TerminateHandler::stop), a new one can be.
+/// [`stop`](TerminateHandler::stop), a new one can be. A child made by
+/// `fork` can install its own even while the parent's is installed: it
+/// gets its own signals, the parent keeps getting the parent's.
 ///
 /// # Errors
 ///
@@ -115,7 +133,7 @@ impl TerminateHandler {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn stop(mut self) {
-        let join = imp::stop();
+        let join = imp::stop(self.install) && self.pid == std::process::id();
         if let Some(thread) = self.thread.take() {
             if join {
                 let _ = thread.join();
@@ -128,12 +146,25 @@ impl TerminateHandler {
     }
 }
 
+impl Drop for TerminateHandler {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // A handle inherited by a child of `fork`: its thread is the
+            // parent's, and detaching it here would touch a thread
+            // descriptor the child's libc may have reused.
+            if let Some(thread) = self.thread.take() {
+                core::mem::forget(thread);
+            }
+        }
+    }
+}
+
 #[cfg(unix)]
 mod imp {
     use core::ptr;
     use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
     use std::io;
-    use std::sync::{Mutex, OnceLock};
+    use std::sync::Mutex;
     use std::thread;
 
     use super::TerminateHandler;
@@ -146,7 +177,9 @@ mod imp {
     /// Whether our handlers are acting (between install and stop).
     static ACTIVE: AtomicBool = AtomicBool::new(false);
     /// The process that installed them: a child made by `fork` (without
-    /// exec) inherits our handlers but not the thread, and must not act.
+    /// exec) inherits our handlers but not the thread, and does not act
+    /// until it installs its own. Stored after `WAKE_FD`, so a handler that
+    /// sees its own process here reads that process's pipe in `WAKE_FD`.
     static OWNER_PID: AtomicI32 = AtomicI32::new(0);
     /// Handlers running now; `stop` waits for them to leave.
     static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
@@ -157,11 +190,18 @@ mod imp {
     static FIRST: AtomicI32 = AtomicI32::new(0);
     /// The pipe's write end the handler wakes the thread with, or -1.
     static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
-    /// The wake-up pipe, made at the first install and kept for the rest of
-    /// the process: a handler may be about to write to it at any moment, so
-    /// closing it (and letting its number be reused by some file) is never
-    /// safe. Two descriptors per process.
-    static PIPE: OnceLock<(libc::c_int, libc::c_int)> = OnceLock::new();
+    /// The wake-up pipe (read end, write end), made at the first install of
+    /// each process and kept for the rest of it: a handler may be about to
+    /// write to it at any moment, so closing it (and letting its number be
+    /// reused by some file) is never safe. Two descriptors per process.
+    /// Written only under `INSTALLED`'s lock; the handler reads `WAKE_FD`.
+    static PIPE_READ: AtomicI32 = AtomicI32::new(-1);
+    static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
+    /// The process that made the pipe. A child made by `fork` inherits the
+    /// descriptors, but the other end is the parent's thread: a child that
+    /// installs makes a pipe of its own, and never reads or writes the
+    /// inherited one (nor closes it: the child may have reused its numbers).
+    static PIPE_PID: AtomicI32 = AtomicI32::new(0);
     /// The byte a signal writes. `stop` writes the install's generation
     /// (below 255) to end that install's thread.
     const SIGNAL_BYTE: u8 = u8::MAX;
@@ -174,10 +214,21 @@ mod imp {
     /// (which may call ours as its previous one), so ours was left in
     /// place, inactive.
     static COVERED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-    /// One install at a time: `true` while installed.
-    static INSTALLED: Mutex<bool> = Mutex::new(false);
+    /// One install at a time.
+    static INSTALLED: Mutex<Installed> = Mutex::new(Installed {
+        installed: false,
+        id: 0,
+    });
     /// The full dispositions from before ours, restored by `stop`.
     static SAVED: Mutex<Option<Saved>> = Mutex::new(None);
+
+    struct Installed {
+        /// Whether an install has not been stopped yet: in a child of
+        /// `fork`, possibly the parent's (see `OWNER_PID`).
+        installed: bool,
+        /// The latest install's number.
+        id: u64,
+    }
 
     #[derive(Clone, Copy)]
     struct Saved {
@@ -391,27 +442,35 @@ mod imp {
         let mut installed = INSTALLED
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *installed {
+        // SAFETY: `getpid` cannot fail.
+        let here = unsafe { libc::getpid() };
+        // An install inherited through `fork` is the parent's: it has no
+        // thread here, and this process's own install takes its place.
+        if installed.installed && OWNER_PID.load(Ordering::SeqCst) == here {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "phaseout: cancel_on_terminate is already installed; stop() it first",
             ));
         }
-        let (read_fd, write_fd) = match PIPE.get() {
-            Some(pipe) => *pipe,
-            None => *PIPE.get_or_init(|| pipe().unwrap_or((-1, -1))),
-        };
-        if read_fd < 0 {
-            return Err(io::Error::other(
-                "phaseout: could not create the signal pipe",
-            ));
+        if PIPE_PID.load(Ordering::SeqCst) != here {
+            // The first install of this process (or of this child of
+            // `fork`, whose inherited pipe is read by the parent).
+            let (read_fd, write_fd) = pipe()?;
+            PIPE_READ.store(read_fd, Ordering::SeqCst);
+            PIPE_WRITE.store(write_fd, Ordering::SeqCst);
+            PIPE_PID.store(here, Ordering::SeqCst);
         }
+        let read_fd = PIPE_READ.load(Ordering::SeqCst);
+        let write_fd = PIPE_WRITE.load(Ordering::SeqCst);
         drain_pipe(read_fd);
         SEEN.store(0, Ordering::SeqCst);
         FIRST.store(0, Ordering::SeqCst);
+        // This process's pipe first, then its pid: a handler acts (and
+        // writes to `WAKE_FD`) only once it sees its own pid.
         WAKE_FD.store(write_fd, Ordering::SeqCst);
-        // SAFETY: `getpid` cannot fail.
-        OWNER_PID.store(unsafe { libc::getpid() }, Ordering::SeqCst);
+        OWNER_PID.store(here, Ordering::SeqCst);
+        installed.id += 1;
+        let install = installed.id;
         let generation = (GENERATION.load(Ordering::SeqCst) + 1) % SIGNAL_BYTE;
         GENERATION.store(generation, Ordering::SeqCst);
 
@@ -452,13 +511,13 @@ mod imp {
             // SAFETY: installing a handler that is async-signal-safe.
             if unsafe { libc::sigaction(*signal, &action, ptr::null_mut()) } != 0 {
                 let error = last_error();
-                *installed = true;
+                installed.installed = true;
                 drop(installed);
-                stop();
+                stop(install);
                 return Err(error);
             }
         }
-        *installed = true;
+        installed.installed = true;
         drop(installed);
         let thread = thread::Builder::new()
             .name("phaseout-signal".into())
@@ -466,9 +525,11 @@ mod imp {
         match thread {
             Ok(thread) => Ok(TerminateHandler {
                 thread: Some(thread),
+                install,
+                pid: std::process::id(),
             }),
             Err(error) => {
-                stop();
+                stop(install);
                 Err(error)
             }
         }
@@ -510,14 +571,19 @@ mod imp {
         }
     }
 
-    pub(super) fn stop() -> bool {
+    /// Stops install number `install`; returns whether its thread was told
+    /// to end (and can be joined).
+    pub(super) fn stop(install: u64) -> bool {
         let mut installed = INSTALLED
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !*installed {
+        if !installed.installed || installed.id != install {
+            // A handle a child of `fork` inherited from its parent, after
+            // the child made its own install: that one is not this
+            // handle's to stop.
             return false;
         }
-        *installed = false;
+        installed.installed = false;
         // SAFETY: `getpid` cannot fail.
         let forked = OWNER_PID.load(Ordering::SeqCst) != unsafe { libc::getpid() };
         let saved = *SAVED
@@ -546,14 +612,17 @@ mod imp {
             thread::yield_now();
         }
         if forked {
-            // A child of `fork`: the thread and the pipe's reader are the
-            // parent's. Tell nobody; there is nothing to join here.
+            // The parent's install, stopped in a child of `fork`: the
+            // thread and the pipe's reader are the parent's. Tell nobody;
+            // there is nothing to join here.
             return false;
         }
-        if let Some((_, write_fd)) = PIPE.get() {
-            // Ends this install's thread.
-            write_byte(*write_fd, GENERATION.load(Ordering::SeqCst));
-        }
+        // Ends this install's thread (the pipe is this process's: it made
+        // it before the install that `forked` says is its own).
+        write_byte(
+            PIPE_WRITE.load(Ordering::SeqCst),
+            GENERATION.load(Ordering::SeqCst),
+        );
         true
     }
 }
@@ -576,10 +645,14 @@ mod imp {
             }
         })
         .map_err(io::Error::other)?;
-        Ok(TerminateHandler { thread: None })
+        Ok(TerminateHandler {
+            thread: None,
+            install: 0,
+            pid: std::process::id(),
+        })
     }
 
-    pub(super) fn stop() -> bool {
+    pub(super) fn stop(_install: u64) -> bool {
         // ctrlc cannot remove its handler; it stays, and keeps cancelling.
         false
     }
