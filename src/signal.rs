@@ -36,6 +36,14 @@
 //! parent's signals. A handle the child inherited from the parent stops
 //! nothing of the child's own install.
 //!
+//! The signal mask: phaseout's thread unblocks SIGINT and SIGTERM for
+//! itself, so a signal sent to the process is handled even if every other
+//! thread blocks it (a mask inherited from the parent process, or set by a
+//! harness). The kernel delivers a process-directed signal to some thread
+//! that has it unblocked, at least phaseout's; a thread that blocks it
+//! never runs the handler, so a signal sent to that thread alone
+//! (`pthread_kill`, `raise` there) waits until it unblocks it.
+//!
 //! Limits: two signals *of the same kind* sent so close together that the
 //! first is still pending when the second arrives are merged into one by
 //! the kernel (no handler can count them); SIGINT then SIGTERM, or any
@@ -90,6 +98,11 @@ pub struct TerminateHandler {
 /// [`stop`](TerminateHandler::stop), a new one can be. A child made by
 /// `fork` can install its own even while the parent's is installed: it
 /// gets its own signals, the parent keeps getting the parent's.
+///
+/// The background thread unblocks SIGINT and SIGTERM for itself, so a
+/// signal sent to the process cancels even if the calling thread (and
+/// every other) had it blocked; a thread that blocks a signal still never
+/// runs the handler itself.
 ///
 /// # Errors
 ///
@@ -521,7 +534,10 @@ mod imp {
         drop(installed);
         let thread = thread::Builder::new()
             .name("phaseout-signal".into())
-            .spawn(move || wait_for_signal(read_fd, generation, &token));
+            .spawn(move || {
+                unblock_signals();
+                wait_for_signal(read_fd, generation, &token);
+            });
         match thread {
             Ok(thread) => Ok(TerminateHandler {
                 thread: Some(thread),
@@ -532,6 +548,23 @@ mod imp {
                 stop(install);
                 Err(error)
             }
+        }
+    }
+
+    /// Unblocks SIGINT and SIGTERM in the calling thread (phaseout's own),
+    /// which inherited the mask of the thread that installed: a signal
+    /// blocked in every other thread is then delivered here, not left
+    /// pending forever. Other threads' masks are not touched.
+    fn unblock_signals() {
+        // SAFETY: `set` is initialized by `sigemptyset` before use, and
+        // `pthread_sigmask` changes only this thread's mask.
+        unsafe {
+            let mut set: libc::sigset_t = core::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for (signal, _) in SIGNALS {
+                libc::sigaddset(&mut set, signal);
+            }
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, ptr::null_mut());
         }
     }
 

@@ -150,7 +150,41 @@ fn signal_child_process() {
             println!("ready");
             print_cause_when_cancelled(&other);
         }
+        "blocked" => {
+            // SIGTERM came blocked in every thread (the parent blocked it
+            // before exec): the test is only meaningful if it still is.
+            assert!(
+                sigterm_blocked_here(),
+                "SIGTERM is not blocked in the child"
+            );
+            let _handler = phaseout::signal::cancel_on_terminate(root.token()).unwrap();
+            println!("ready");
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !worker.is_cancelled() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !worker.is_cancelled() {
+                println!("not cancelled within 5 s");
+                return;
+            }
+            assert!(sigterm_blocked_here(), "phaseout changed the caller's mask");
+            print_cause_when_cancelled(&worker);
+        }
         other => panic!("unknown mode {other}"),
+    }
+}
+
+/// Whether SIGTERM is blocked in the calling thread.
+fn sigterm_blocked_here() -> bool {
+    // SAFETY: reads this thread's mask (changing nothing) into a zeroed
+    // set, which `pthread_sigmask` fills in.
+    unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        assert_eq!(
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask),
+            0
+        );
+        libc::sigismember(&mask, libc::SIGTERM) == 1
     }
 }
 
@@ -199,7 +233,17 @@ mod raw_library {
 }
 
 fn spawn_child(mode: &str) -> (Child, BufReader<ChildStdout>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    spawn_child_with(mode, |_| {})
+}
+
+/// `spawn_child`, with `adjust` applied to the command first.
+fn spawn_child_with(
+    mode: &str,
+    adjust: impl FnOnce(&mut Command),
+) -> (Child, BufReader<ChildStdout>) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    adjust(&mut command);
+    let mut child = command
         .args([
             "--exact",
             "signal_child_process",
@@ -217,16 +261,18 @@ fn spawn_child(mode: &str) -> (Child, BufReader<ChildStdout>) {
 
 fn wait_for_line(stdout: &mut BufReader<ChildStdout>, wanted: &str) {
     let mut line = String::new();
+    let mut printed = Vec::new();
     loop {
         line.clear();
         assert!(
             stdout.read_line(&mut line).unwrap() > 0,
-            "child ended before printing {wanted:?}"
+            "child ended before printing {wanted:?}; it printed {printed:?}"
         );
         // The harness may print "test ... " on the same line first.
         if line.trim().ends_with(wanted) {
             return;
         }
+        printed.push(line.trim().to_string());
     }
 }
 
@@ -371,5 +417,35 @@ fn installing_again_after_the_covering_handler_was_reset_works() {
     wait_for_line(&mut stdout, "ready");
     send(&child, "-INT");
     wait_for_line(&mut stdout, "cancelled: SIGINT");
+    assert!(child.wait().unwrap().success());
+}
+
+/// SIGTERM blocked in every thread before the install (a mask inherited
+/// from the parent process): phaseout's own thread unblocks it, so a
+/// process-directed SIGTERM is delivered there and cancels (before, it
+/// stayed pending and nothing happened).
+#[test]
+fn a_signal_blocked_before_the_install_still_cancels() {
+    use std::os::unix::process::CommandExt;
+    let (mut child, mut stdout) = spawn_child_with("blocked", |command| {
+        // SAFETY: the closure runs in the forked child before exec and only
+        // calls `sigemptyset`, `sigaddset` and `pthread_sigmask` on a local
+        // set, all async-signal-safe. std resets the mask before it runs
+        // the closure, so this block is what the exec'd child inherits.
+        unsafe {
+            command.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    wait_for_line(&mut stdout, "ready");
+    send(&child, "-TERM");
+    wait_for_line(&mut stdout, "cancelled: SIGTERM");
     assert!(child.wait().unwrap().success());
 }
