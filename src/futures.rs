@@ -31,10 +31,9 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
-use event_listener::EventListener;
 use futures_core::FusedFuture;
 
-use crate::node::{state, NodeRef};
+use crate::node::{state, NodeRef, Waiter};
 use crate::Report;
 
 /// Waits until a condition on the node's state word holds: the machinery
@@ -42,7 +41,7 @@ use crate::Report;
 struct Until {
     node: NodeRef,
     ready: fn(usize) -> bool,
-    listener: Option<EventListener>,
+    waiter: Waiter,
     done: bool,
 }
 
@@ -51,7 +50,7 @@ impl Until {
         Self {
             node,
             ready,
-            listener: None,
+            waiter: Waiter::new(),
             done: false,
         }
     }
@@ -60,7 +59,7 @@ impl Until {
         if self.done {
             return Poll::Ready(());
         }
-        let poll = self.node.poll_until(self.ready, &mut self.listener, cx);
+        let poll = self.waiter.poll(&self.node, self.ready, cx);
         self.done = poll.is_ready();
         poll
     }

@@ -55,11 +55,7 @@ macro_rules! observer_methods {
         )]
         pub fn cancel_with(&self, cause: impl Into<crate::Cause>) {
             let cause = cause.into();
-            crate::node::cancel_subtree_with(
-                self.node_ref(),
-                &crate::node::Reason::Given(&cause),
-                0,
-            );
+            crate::node::cancel_subtree_with(self.node_ref(), &cause);
         }
 
         /// Why this node is shutting down: the cause of the first
@@ -252,8 +248,7 @@ macro_rules! observer_methods {
         #[cfg(feature = "std")]
         #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
         pub fn wait_cancelled(&self) {
-            self.node_ref()
-                .wait_until(crate::node::state::is_cancelled, None);
+            crate::node::wait_until(self.node_ref(), crate::node::state::is_cancelled, None);
         }
     };
 }

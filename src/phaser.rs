@@ -362,7 +362,7 @@ impl Phaser {
     /// root.wait_turn();
     /// ```
     pub fn wait_turn(&self) {
-        self.node.wait_until(state::is_turn, None);
+        node::wait_until(&self.node, state::is_turn, None);
     }
 
     /// Blocks the thread until this node's turn, for at most `timeout`.
@@ -384,7 +384,7 @@ impl Phaser {
     pub fn wait_turn_timeout(&self, timeout: core::time::Duration) -> Result<(), Report> {
         // A timeout too large for `Instant` means "no deadline".
         let deadline = std::time::Instant::now().checked_add(timeout);
-        if self.node.wait_until(state::is_turn, deadline) {
+        if node::wait_until(&self.node, state::is_turn, deadline) {
             Ok(())
         } else {
             Err(self.report())

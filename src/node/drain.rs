@@ -6,7 +6,7 @@
 //! and so on up: a loop, not a recursion (invariant #5).
 
 use super::links::{self, ChildList};
-use super::{state, trace, Node, NodeRef};
+use super::{end_of_operation, state, trace, Node, NodeRef};
 
 /// The owner of `node` is done: cancel the subtree, mark the node, and drain
 /// it (and the ancestors that waited only for it) if it has no live child.
@@ -20,8 +20,25 @@ use super::{state, trace, Node, NodeRef};
 /// `node` came from [`NodeRef::as_ptr`] of the owner's reference, which the
 /// caller holds. It is a raw pointer because the node may be freed by
 /// another thread the moment it is marked done (invariant #7).
+///
+/// A waker that panics does not stop the drop half-way (the node would
+/// never drain): its panic comes out of this call once the node is marked
+/// done and the cascade has run (`wakes.rs`).
 #[inline]
 pub(crate) unsafe fn release_owner(node: *const Node, panicked: bool) -> bool {
+    // SAFETY: passed on from the caller.
+    let drained_here = unsafe { release_owner_unraised(node, panicked) };
+    end_of_operation();
+    drained_here
+}
+
+/// [`release_owner`] up to the point where a waker's panic may be raised.
+///
+/// # Safety
+///
+/// As for [`release_owner`].
+#[inline]
+unsafe fn release_owner_unraised(node: *const Node, panicked: bool) -> bool {
     let mut done = state::OWNER_DONE;
     if panicked {
         done |= state::PANICKED;
@@ -31,11 +48,7 @@ pub(crate) unsafe fn release_owner(node: *const Node, panicked: bool) -> bool {
     // SAFETY: the caller's count keeps the node alive during this call,
     // which hands nothing away unless the node drains here (then it is
     // still ours).
-    let prev = super::cancel_subtree_with(
-        unsafe { &*node },
-        &super::Reason::OwnDrop { panicked },
-        done,
-    );
+    let prev = super::walk::cancel_for_owner_drop(unsafe { &*node }, panicked, done);
     if state::live_children(prev) != 0 {
         // From this RMW on, the last child may drain the node and free it on
         // another thread: only the atomic word is borrowed for it.
@@ -110,11 +123,19 @@ fn drain_step(node: &Node) -> Option<NodeRef> {
         // reference to itself is ours now.
         // SAFETY: the node owns one count since its owner left (invariant
         // #6), and only the thread that drains it takes that count.
-        return Some(unsafe { NodeRef::from_raw(node.parent) });
+        let parent = unsafe { NodeRef::from_raw(node.parent) };
+        // This is its turn too, and futures taken before its owner left
+        // may still wait for it (guarantee 16): logged first, then woken
+        // (guarantee 20); the cascade logs the drain next.
+        trace::turn(&parent);
+        parent.wake_waiters(prev);
+        return Some(parent);
     }
     if let Some(parent) = keep_alive {
-        parent.wake_waiters(prev); // the parent's turn
+        // Logged before the wake: a woken task may drop the node at once,
+        // and its `drained` must come after this `turn` (guarantee 20).
         trace::turn(&parent);
+        parent.wake_waiters(prev); // the parent's turn
     }
     None
 }

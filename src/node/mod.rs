@@ -116,25 +116,26 @@ mod links;
 mod lock;
 mod meta;
 mod node_ref;
-#[cfg(feature = "std")]
-mod notifying;
 pub(crate) mod state;
 mod trace;
+mod waiter;
+#[cfg(feature = "std")]
+mod wakes;
 mod walk;
 
 use alloc::borrow::Cow;
 use core::cell::UnsafeCell;
-use core::future::Future;
-use core::pin::Pin;
-use core::task::{Context, Poll};
 
-use event_listener::{Event, EventListener};
+use event_listener::Event;
 
 pub(crate) use self::drain::release_owner;
 pub(crate) use self::links::for_each_child;
 use self::links::{ChildList, Siblings};
 pub(crate) use self::node_ref::{count_one_more, NodeRef};
-pub(crate) use self::walk::Reason;
+#[cfg(feature = "std")]
+pub(crate) use self::waiter::wait_until;
+pub(crate) use self::waiter::Waiter;
+use self::walk::Reason;
 pub(crate) use self::walk::{abort_subtree, cancel_subtree, cancel_subtree_with};
 use crate::cause::Cause;
 use crate::sync::{AtomicUsize, Ordering};
@@ -271,9 +272,7 @@ impl Node {
                 self.notify_all();
                 self.clear(state::WAKE_PENDING);
             }
-        } else if (abort && prev & state::HAS_WAITERS != 0 || prev & state::WAKE_PENDING != 0)
-            && !self.is_being_notified_here()
-        {
+        } else if abort && prev & state::HAS_WAITERS != 0 || prev & state::WAKE_PENDING != 0 {
             // Either an abort, which wakes every aborted node's waiters
             // before it returns, even those another abort marked first
             // (invariant #11); or another thread cancelled this node and may
@@ -281,9 +280,9 @@ impl Node {
             // ahead of them). This call must not return before they are
             // woken (guarantee 14), so wake them too; a second notification
             // is harmless. (If the notify in progress is this thread's own,
-            // further up the stack, from a waker that cancels, it will
-            // finish the job, and notifying from inside it would deadlock:
-            // see `notifying.rs`.)
+            // further up the stack, from a waker that cancels, this one
+            // cannot deadlock on it: no user waker runs while
+            // event-listener holds its lock, `wakes.rs`.)
             self.notify_all();
         }
         prev
@@ -325,75 +324,14 @@ impl Node {
         // Relaxed is enough: the caller's RMW read the waiter's
         // `HAS_WAITERS` RMW (or a later value), so the waiter's listener
         // insertion happens-before this call (invariant #4).
+        // With `std` the users' wakers run once event-listener has
+        // released its lock (`wakes.rs`).
         #[cfg(feature = "std")]
-        notifying::while_notifying(self, || self.event.notify_relaxed(usize::MAX));
+        wakes::deliver(self, || {
+            self.event.notify_relaxed(usize::MAX);
+        });
         #[cfg(not(feature = "std"))]
         self.event.notify_relaxed(usize::MAX);
-    }
-
-    /// Whether this thread is inside `notify_all` of this node (a waker
-    /// that cancels). Without `std` there is no way to know, and no such
-    /// waker is supported (README, "Wakers").
-    #[inline]
-    fn is_being_notified_here(&self) -> bool {
-        #[cfg(feature = "std")]
-        return notifying::is_notifying(self);
-        #[cfg(not(feature = "std"))]
-        return false;
-    }
-
-    /// Polls until `ready(state)` holds, parking in `listener` meanwhile.
-    pub(crate) fn poll_until(
-        &self,
-        ready: fn(usize) -> bool,
-        listener: &mut Option<EventListener>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        loop {
-            if let Some(parked) = listener.as_mut() {
-                if Pin::new(parked).poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                *listener = None;
-            }
-            if ready(self.load()) {
-                return Poll::Ready(());
-            }
-            // Register first, then announce and re-check (invariant #4).
-            let registered = self.event.listen();
-            if ready(self.announce_waiter()) {
-                return Poll::Ready(());
-            }
-            *listener = Some(registered);
-        }
-    }
-
-    /// Blocks the thread until `ready(state)` holds or `deadline` passes.
-    /// Returns whether it holds.
-    #[cfg(feature = "std")]
-    pub(crate) fn wait_until(
-        &self,
-        ready: fn(usize) -> bool,
-        deadline: Option<std::time::Instant>,
-    ) -> bool {
-        use event_listener::Listener;
-        loop {
-            if ready(self.load()) {
-                return true;
-            }
-            let registered = self.event.listen();
-            if ready(self.announce_waiter()) {
-                return true;
-            }
-            match deadline {
-                None => registered.wait(),
-                Some(deadline) => {
-                    if registered.wait_deadline(deadline).is_none() {
-                        return ready(self.load());
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -432,9 +370,18 @@ unsafe fn with_children<R>(
     })
 }
 
+/// Ends a tree operation that may have woken wakers: raises the first
+/// panic of one of them (with `std`; `wakes.rs`), now that the operation
+/// has run to its end.
+#[inline]
+fn end_of_operation() {
+    #[cfg(feature = "std")]
+    wakes::raise_held();
+}
+
 /// Why `node` is shutting down (invariant #10): `None` while it is live
 /// or if a plain `cancel()` reached it first.
-pub(crate) fn cause_of(node: &NodeRef) -> Option<Cause> {
+pub(crate) fn cause_of(node: &Node) -> Option<Cause> {
     let word = node.load();
     if !state::is_cancelled(word) {
         None

@@ -25,6 +25,19 @@ unsafe impl Send for NodeRef {}
 // SAFETY: as above.
 unsafe impl Sync for NodeRef {}
 
+// Unwind safety (guarantee 21): what `catch_unwind` asks about is whether
+// a panic can leave shared state half-changed for code that goes on using
+// it. A node cannot be: every change of its state word is one atomic
+// read-modify-write, the child list is only changed in a locked section
+// that cannot panic after its first write and whose guard restores the
+// word if it unwinds (invariant #8), the cause slot is filled once by a
+// compare-and-swap, and a waker's panic is held until the operation it
+// interrupted has finished (`wakes.rs`). So the handles are as unwind-safe
+// as tokio-util's token; the `UnsafeCell`s of the list are what the
+// auto traits see, not a hazard.
+impl core::panic::UnwindSafe for NodeRef {}
+impl core::panic::RefUnwindSafe for NodeRef {}
+
 impl NodeRef {
     /// Moves `node` (whose count starts at one) to the heap.
     #[inline]

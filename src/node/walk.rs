@@ -18,11 +18,11 @@
 
 use alloc::vec::Vec;
 
-use super::{for_each_child, state, trace, Node, NodeRef};
+use super::{end_of_operation, for_each_child, state, trace, Node, NodeRef};
 use crate::cause::Cause;
 
 /// Why a walk cancels the nodes it reaches first (invariant #10).
-pub(crate) enum Reason<'a> {
+pub(super) enum Reason<'a> {
     /// A plain `cancel()` or `abort()`: no cause.
     Plain,
     /// `cancel_with(cause)`, or what a walk passes down.
@@ -42,22 +42,35 @@ enum Visit {
 /// Cancels `root` and its whole subtree. Returns once every node of it is
 /// `CANCELLED` and every waiter on them has been woken. Never waits for
 /// another thread.
+///
+/// A waker that panics does not stop the walk: its panic comes out of this
+/// call once the walk is done (`wakes.rs`).
 #[inline]
 pub(crate) fn cancel_subtree(root: &Node) {
-    cancel_subtree_with(root, &Reason::Plain, 0);
+    walk(root, &Reason::Plain, false, 0);
+    end_of_operation();
 }
 
 /// Like [`cancel_subtree`], aborting every node of the subtree as well.
 pub(crate) fn abort_subtree(root: &Node) {
     walk(root, &Reason::Plain, true, 0);
+    end_of_operation();
 }
 
-/// Like [`cancel_subtree`], for `reason`; if `root` has no child, also sets
-/// `if_childless` in the same read-modify-write. Returns `root`'s state
-/// before.
+/// Like [`cancel_subtree`], giving `cause` to the nodes it cancels first.
+pub(crate) fn cancel_subtree_with(root: &Node, cause: &Cause) {
+    walk(root, &Reason::Given(cause), false, 0);
+    end_of_operation();
+}
+
+/// The walk of an owner's drop: like [`cancel_subtree`] with the drop's
+/// cause; if `root` has no child, also sets `if_childless` in the same
+/// read-modify-write. Returns `root`'s state before. A waker's panic is
+/// held for the caller's own end of the operation: the drop is not over
+/// when the walk is.
 #[inline]
-pub(crate) fn cancel_subtree_with(root: &Node, reason: &Reason<'_>, if_childless: usize) -> usize {
-    walk(root, reason, false, if_childless)
+pub(super) fn cancel_for_owner_drop(root: &Node, panicked: bool, if_childless: usize) -> usize {
+    walk(root, &Reason::OwnDrop { panicked }, false, if_childless)
 }
 
 #[inline]
@@ -68,14 +81,26 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
     }
     let done_already = !abort && prev & state::SUBTREE_CANCELLED != 0;
     if !done_already && state::live_children(prev) > 0 {
-        // The descendants this walk reaches first get its cause; an owner's
-        // drop becomes a shared cause that names the owner.
+        // The descendants this walk reaches first get its cause. An owner's
+        // drop that was the node's first cancellation becomes a shared
+        // cause that names the owner; a drop after the node was cancelled
+        // passes on the node's own cause, or none after a plain cancel
+        // (guarantee 18): the walk that cancelled the node may still be on
+        // its way down, and what it reaches late was still cancelled for
+        // its reason, not because this owner returned.
         let dropped;
         let below = match reason {
             Reason::Plain | Reason::Given(_) => reason,
             Reason::OwnDrop { panicked } => {
-                dropped = Cause::owner_finished(root.label_cow(), *panicked);
-                &Reason::Given(&dropped)
+                dropped = if state::is_cancelled(prev) {
+                    super::cause_of(root)
+                } else {
+                    Some(Cause::owner_finished(root.label_cow(), *panicked))
+                };
+                match &dropped {
+                    Some(cause) => &Reason::Given(cause),
+                    None => &Reason::Plain,
+                }
             }
         };
         walk_descendants(root, below, abort);

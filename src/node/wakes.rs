@@ -1,0 +1,289 @@
+//! Wakers run after event-listener has let go of its lock (with `std`).
+//!
+//! event-listener calls `Waker::wake` while it holds the event's lock. A
+//! waker is user code: it may cancel, drop a `Phaser` (whose drain wakes
+//! its parent), drop another future of the same node or poll its task
+//! inline, and each of those takes an event's lock again, on this thread
+//! (a deadlock) or on two threads in opposite order (a deadlock between
+//! them). So phaseout never gives event-listener a user's waker. A future
+//! registers a [`Relay`], a waker of ours that holds the user's. When
+//! event-listener wakes a relay inside [`deliver`], the relay only records
+//! itself as undelivered; once the event-listener call has returned and
+//! its lock is free, `deliver` wakes the users' wakers. No lock of
+//! phaseout's or event-listener's is held while a user's waker runs, so it
+//! may do anything a task may (guarantee 17). event-listener stays the
+//! registry of waiters; only the delivery moves.
+//!
+//! **A second notifier helps, it never waits.** Before, a `cancel()` that
+//! found another thread still waking a node's waiters (`WAKE_PENDING`,
+//! node invariant #9) waited for it on event-listener's lock, and so
+//! returned only after they were woken (guarantee 14). Now the first
+//! thread may be between its notify and its deliveries, and a second
+//! notify finds every waiter already notified. So the relays a notify
+//! recorded stay in [`UNDELIVERED`], a list shared by all threads, until
+//! the thread that recorded them has woken every one; a `deliver` on the
+//! same node wakes everything recorded for it by anyone, its own and the
+//! others' (a second wake of a task is harmless). When it returns, every
+//! waiter notified so far has been woken at least once. Event-listener's
+//! lock orders the recording: a notify that comes second starts after the
+//! first one's recording is complete.
+//!
+//! Lock order: a relay records itself under event-listener's lock, so
+//! `UNDELIVERED`'s lock is taken inside it, never the other way round;
+//! nothing that can take an event's lock (a user's waker, or the drop of
+//! the last reference to one) runs while `UNDELIVERED` is locked.
+//!
+//! Every event-listener call that can wake goes through `deliver`: the
+//! notify (`Node::notify_all`). The others cannot: waiters leave with
+//! `discard`, which never passes a notification on, and a relay replaced
+//! at re-registration is not its last reference (the future holds its own
+//! until the poll returns), so no user waker is even dropped under the
+//! lock.
+//!
+//! A waker that panics: the panic is caught so that the waiters after it
+//! are still woken, and the tree operation it interrupted (a cancel walk,
+//! an owner's drop) runs to its end. The first such panic is raised again
+//! when that operation returns, once the tree is consistent (guarantee 13;
+//! [`raise_held`]); a later one in the same operation is dropped, as is one
+//! caught while the thread is already unwinding.
+//!
+//! Without `std` none of this exists: a waker runs inside event-listener's
+//! notify, so it must only schedule its task, which is what every firmware
+//! executor's waker does (README, "Wakers").
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::task::Wake;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::cell::{Cell, RefCell};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::task::Waker;
+use std::sync::{Mutex, MutexGuard};
+
+use super::Node;
+
+/// The waker a future registers with event-listener in place of its
+/// task's own (`user`).
+pub(crate) struct Relay {
+    user: Waker,
+}
+
+impl Relay {
+    /// A relay for `user`, and the waker to register.
+    pub(crate) fn new(user: &Waker) -> (Arc<Relay>, Waker) {
+        let relay = Arc::new(Relay { user: user.clone() });
+        let waker = Waker::from(Arc::clone(&relay));
+        (relay, waker)
+    }
+
+    /// Whether this relay passes wakes on to `user`.
+    pub(crate) fn relays_to(&self, user: &Waker) -> bool {
+        self.user.will_wake(user)
+    }
+}
+
+impl Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        if let Some(unrecorded) = record(self) {
+            // Not inside a `deliver` (no path of phaseout's wakes a relay
+            // elsewhere: module doc), so no event-listener lock is held
+            // here and the user's waker may run at once.
+            unrecorded.user.wake_by_ref();
+        }
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        Arc::clone(self).wake();
+    }
+}
+
+/// A relay woken by a notify, whose user's waker the notifying thread has
+/// not finished waking.
+struct Undelivered {
+    /// The node whose notify woke it (an address, only compared).
+    node: usize,
+    /// Which `deliver` recorded it.
+    delivery: usize,
+    /// Which thread ([`this_thread`]).
+    thread: usize,
+    relay: Arc<Relay>,
+}
+
+/// Every relay woken and not yet delivered by the thread that recorded it.
+/// It holds only the wakes in flight, so it stays short.
+static UNDELIVERED: Mutex<Vec<Undelivered>> = Mutex::new(Vec::new());
+
+/// Numbers the `deliver` calls, so that each removes only its own records.
+/// (On a 32-bit target it wraps after 2^32 calls; two calls in flight at
+/// once never share a number.) A plain `core` atomic even under loom: it
+/// only names things.
+static DELIVERIES: AtomicUsize = AtomicUsize::new(0);
+
+fn undelivered() -> MutexGuard<'static, Vec<Undelivered>> {
+    // Nothing panics while it is held (pushes, clones, moves), but a
+    // poisoned list is still a list.
+    UNDELIVERED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What this thread is doing about wakes.
+struct Deferral {
+    /// The node and number of the `deliver` whose notify is running on
+    /// this thread, if one is.
+    notifying: Cell<Option<(usize, usize)>>,
+    /// The first panic of a waker since the running tree operation began.
+    panic: RefCell<Option<Box<dyn Any + Send>>>,
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static DEFERRAL: Deferral = const {
+        Deferral {
+            notifying: Cell::new(None),
+            panic: RefCell::new(None),
+        }
+    };
+    /// Whether `DEFERRAL.panic` holds a panic: a constant without a
+    /// destructor, so the check every tree operation ends with is one
+    /// load.
+    static PANIC_HELD: Cell<bool> = const { Cell::new(false) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static DEFERRAL: Deferral = Deferral {
+        notifying: Cell::new(None),
+        panic: RefCell::new(None),
+    };
+    static PANIC_HELD: Cell<bool> = Cell::new(false);
+}
+
+/// A number for this thread, unique among the live threads: the address
+/// of its [`DEFERRAL`].
+fn this_thread() -> usize {
+    DEFERRAL
+        .try_with(|deferral| core::ptr::from_ref(deferral) as usize)
+        .unwrap_or(0)
+}
+
+/// Records `relay` as undelivered if this thread is inside a notify of
+/// `deliver`; gives it back if not (or if the thread's storage is already
+/// gone, at thread exit).
+fn record(relay: Arc<Relay>) -> Option<Arc<Relay>> {
+    let notifying = DEFERRAL
+        .try_with(|deferral| deferral.notifying.get())
+        .ok()
+        .flatten();
+    let Some((node, delivery)) = notifying else {
+        return Some(relay);
+    };
+    undelivered().push(Undelivered {
+        node,
+        delivery,
+        thread: this_thread(),
+        relay,
+    });
+    None
+}
+
+/// Runs `notify`, an event-listener notify of `node`'s waiters, then wakes
+/// the users' wakers of every relay recorded for `node` and not yet
+/// delivered: those this notify woke, and those of any other thread's
+/// notify of `node` still in progress.
+pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
+    let node = core::ptr::from_ref(node) as usize;
+    let delivery = DELIVERIES.fetch_add(1, Ordering::Relaxed);
+    let Ok(outer) =
+        DEFERRAL.try_with(|deferral| deferral.notifying.replace(Some((node, delivery))))
+    else {
+        return notify(); // thread exit: the relays wake directly
+    };
+    /// Puts the outer state back, even if `notify` unwound.
+    struct Restore(Option<(usize, usize)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = DEFERRAL.try_with(|deferral| deferral.notifying.set(self.0));
+        }
+    }
+    let restore = Restore(outer);
+    notify();
+    drop(restore);
+
+    // This call's records, and other threads' for the same node. Not those
+    // of this thread's own `deliver`s further up the stack (a waker that
+    // cancels or drops what it was woken for): each of them is delivering
+    // right now and finishes before its own operation returns, and waking
+    // them again from here would run the same waker inside itself, without
+    // end.
+    let thread = this_thread();
+    let to_wake: Vec<Arc<Relay>> = undelivered()
+        .iter()
+        .filter(|waiting| {
+            waiting.node == node && (waiting.delivery == delivery || waiting.thread != thread)
+        })
+        .map(|waiting| Arc::clone(&waiting.relay))
+        .collect();
+    for relay in &to_wake {
+        let woken = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+            relay.user.wake_by_ref();
+        }));
+        if let Err(panic) = woken {
+            hold(panic);
+        }
+    }
+    // Only now are this call's records delivered. They are moved out and
+    // dropped after the list is unlocked: a relay's last reference drops
+    // the user's waker, which is user code.
+    let delivered: Vec<Undelivered> = {
+        let mut list = undelivered();
+        let mut mine = Vec::new();
+        let mut index = 0;
+        while index < list.len() {
+            if list[index].delivery == delivery {
+                mine.push(list.swap_remove(index));
+            } else {
+                index += 1;
+            }
+        }
+        mine
+    };
+    drop(delivered);
+    drop(to_wake);
+}
+
+/// A waker panicked: keep the panic for the end of the tree operation
+/// that notified (the first one wins; [`raise_held`]).
+fn hold(panic: Box<dyn Any + Send>) {
+    let _ = DEFERRAL.try_with(|deferral| {
+        let mut slot = deferral.panic.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(panic);
+            let _ = PANIC_HELD.try_with(|held| held.set(true));
+        }
+    });
+}
+
+/// Ends a tree operation (a cancel walk, an owner's drop) that may have
+/// notified: raises the first panic of a waker it woke, now that the tree
+/// is consistent. Only the outermost operation calls it: one that a waker
+/// runs is inside the outer one's `deliver`, whose `catch_unwind` holds the
+/// panic again for the outer operation's end. A panic held while the thread
+/// is already unwinding is dropped.
+#[inline]
+pub(crate) fn raise_held() {
+    if !PANIC_HELD.try_with(Cell::get).unwrap_or(false) {
+        return;
+    }
+    let _ = PANIC_HELD.try_with(|held| held.set(false));
+    let panic = DEFERRAL
+        .try_with(|deferral| deferral.panic.borrow_mut().take())
+        .ok()
+        .flatten();
+    if let Some(panic) = panic {
+        if !std::thread::panicking() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
