@@ -3,6 +3,7 @@
 #![cfg(feature = "tracing")]
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use phaseout::Phaser;
@@ -222,4 +223,67 @@ fn a_wide_tree_logs_each_child_once_in_order() {
         .filter(|(what, node)| !(what == "turn" && node.starts_with('c')))
         .collect();
     assert_eq!(rest, expected, "{seen:#?}");
+}
+
+/// A waker that drops a `Phaser` the moment it is woken (on the waking
+/// thread), like a task polled inline that returns at its turn.
+struct DropOnWake(Mutex<Option<Phaser>>);
+
+impl std::task::Wake for DropOnWake {
+    fn wake(self: Arc<Self>) {
+        let phaser = self.0.lock().unwrap().take();
+        drop(phaser);
+    }
+}
+
+/// Guarantee 20: `turn db` comes before anything the turn woke, even when
+/// the woken task drops `db` at once (in 0.2 `drained db` came first).
+#[test]
+fn a_turn_is_logged_before_what_it_woke() {
+    let seen = capture(Level::TRACE, || {
+        let db = Phaser::named("db");
+        let web = db.child_named("web").unwrap();
+        let mut turn = db.turn();
+        db.cancel();
+        let waker = std::task::Waker::from(Arc::new(DropOnWake(Mutex::new(Some(db)))));
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(std::pin::Pin::new(&mut turn).poll(&mut cx).is_pending());
+        drop(web); // db's turn: its waiter drops db at once
+        assert!(std::pin::Pin::new(&mut turn).poll(&mut cx).is_ready());
+    });
+    assert_eq!(
+        short(&seen),
+        pairs(&[
+            ("cancel", "db"),
+            ("turn", "web"),
+            ("drained", "web"),
+            ("turn", "db"),
+            ("drained", "db"),
+        ]),
+        "{seen:#?}"
+    );
+}
+
+/// Guarantee 20 when the owner returned first: the last child's drain
+/// gives the turn and drains the node in one step, and both are logged,
+/// the turn first.
+#[test]
+fn an_ownerless_node_logs_its_turn_before_its_drain() {
+    let seen = capture(Level::TRACE, || {
+        let server = Phaser::named("server");
+        let connection = server.child_named("connection").unwrap();
+        drop(server); // cancels the connection; the server waits for it
+        drop(connection);
+    });
+    assert_eq!(
+        short(&seen),
+        pairs(&[
+            ("cancel", "server"),
+            ("turn", "connection"),
+            ("drained", "connection"),
+            ("turn", "server"),
+            ("drained", "server"),
+        ]),
+        "{seen:#?}"
+    );
 }
