@@ -256,8 +256,10 @@ impl Report {
         let mut texts: Vec<alloc::string::String> = Vec::new();
         while let Some((node, depth)) = stack.pop() {
             let word = node.load();
-            if state::is_drained(word) && depth > 0 {
-                continue; // drained, about to be unlinked
+            if state::is_drained(word) {
+                // About to be unlinked, or (the root) done since the caller
+                // looked: nothing holds it up, so it is not a straggler.
+                continue;
             }
             let cause = crate::node::cause_of(&node);
             let text = cause.as_ref().map(alloc::string::ToString::to_string);

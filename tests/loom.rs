@@ -333,3 +333,57 @@ fn cause_read_vs_drain_and_free() {
         assert_eq!(token.cause().unwrap().to_string(), "stop");
     });
 }
+
+/// 14. The owner drops with a live child while a turn waiter (taken before
+///     the drop) waits on another thread; the child drains on a third. The
+///     drain that drains the ownerless parent must wake the waiter
+///     (guarantee 16): a lost wake-up is a deadlock, which loom reports.
+#[test]
+fn owner_dropped_with_a_live_child_vs_turn_waiter() {
+    model(2, || {
+        let parent = Phaser::new();
+        let child = parent.child().unwrap();
+        let turn = parent.turn();
+        let waiter = thread::spawn(move || block_on(turn));
+        let dropper = thread::spawn(move || drop(child));
+        drop(parent);
+        dropper.join().unwrap();
+        waiter.join().unwrap();
+    });
+}
+
+/// 15. A waker that drops the parent's last child from inside `wake()`,
+///     during the parent's own notify (its `cancelled()` waiter), while
+///     another thread waits for the parent's turn: no deadlock (guarantee
+///     17), and the turn waiter is woken by that drain.
+#[test]
+fn waker_drains_a_child_during_its_parents_notify() {
+    use std::sync::{Arc, Mutex};
+    use std::task::{Wake, Waker};
+
+    struct DropOnWake(Mutex<Option<Phaser>>);
+    impl Wake for DropOnWake {
+        fn wake(self: Arc<Self>) {
+            let child = self.0.lock().unwrap().take();
+            drop(child);
+        }
+    }
+
+    model(2, || {
+        let parent = Phaser::new();
+        let child = parent.child().unwrap();
+        let turn = parent.turn();
+        let turn_waiter = thread::spawn(move || block_on(turn));
+        let dropping = Arc::new(DropOnWake(Mutex::new(Some(child))));
+        let mut cancelled = parent.cancelled();
+        let waker = Waker::from(dropping.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(std::pin::Pin::new(&mut cancelled)
+            .poll(&mut cx)
+            .is_pending());
+        parent.cancel(); // wakes `cancelled`, whose waker drains the child
+        assert!(parent.is_turn());
+        turn_waiter.join().unwrap();
+        drop(parent);
+    });
+}

@@ -59,6 +59,9 @@ use core::any::Any;
 use core::cell::{Cell, RefCell};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::Waker;
+#[cfg(loom)]
+use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(loom))]
 use std::sync::{Mutex, MutexGuard};
 
 use super::Node;
@@ -112,7 +115,15 @@ struct Undelivered {
 
 /// Every relay woken and not yet delivered by the thread that recorded it.
 /// It holds only the wakes in flight, so it stays short.
+#[cfg(not(loom))]
 static UNDELIVERED: Mutex<Vec<Undelivered>> = Mutex::new(Vec::new());
+
+// Under loom the list's lock must be loom's, or loom would not see that a
+// second notifier's look at the list comes after the first one's record.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref UNDELIVERED: Mutex<Vec<Undelivered>> = Mutex::new(Vec::new());
+}
 
 /// Numbers the `deliver` calls, so that each removes only its own records.
 /// (On a 32-bit target it wraps after 2^32 calls; two calls in flight at
