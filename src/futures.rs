@@ -10,20 +10,17 @@
 //! All but [`RunUntilCancelled`] (which is `Unpin` when its inner future is)
 //! are `Unpin`.
 //!
-//! # Wakers must not re-enter
+//! # Wakers may do anything
 //!
-//! Waiting tasks are woken through [`event_listener`], which calls
-//! [`Waker::wake`](core::task::Waker::wake) while it holds the event's own
-//! lock. A waker that polls its task inline, or that drops a pending future
-//! or the `Phaser` of the same node from inside `wake()`, would deadlock on
-//! that lock; so would wakers on two threads that each cancel, abort or drop
-//! a `Phaser` (each holds one event's lock and waits for the other's). A
-//! waker must not panic either: event-listener's state does not survive it,
-//! and the walk or drop it interrupts stops half-way (so guarantee 13 does
-//! not cover a panicking waker). The executors people use (smol, tokio, async-std,
-//! futures-executor, pollster, embassy) only schedule the task in `wake()`,
-//! and phaseout's tests check each host one; a hand-written waker must do
-//! the same.
+//! A future never hands its task's waker to event-listener (which wakes
+//! under its own lock): it registers a relay of phaseout's own, and the
+//! task's waker runs after the notify has returned, with no lock held. So
+//! a waker may poll its task inline, cancel, abort, drop a `Phaser`, a
+//! `Token` or a future, ask for a child or take a report from inside
+//! `wake()`, on any number of threads at once. A waker's panic comes out of
+//! the `cancel()` or drop that woke it, after that call has finished its
+//! work. (Without `std`, a waker runs inside the notify and must only
+//! schedule its task.)
 
 use alloc::boxed::Box;
 use core::fmt;

@@ -3,13 +3,14 @@
 //! * Guarantee 14: when any `cancel()` returns, every waiter of its subtree has
 //!   been woken, even if another thread's `cancel()` marked those nodes first
 //!   and is still busy waking them (here: held up by a slow waker).
-//! * Guarantee 15: event-listener calls `Waker::wake` while it holds the
-//!   event's lock, so a waker that polled its task inline could deadlock on
-//!   the same node. Every executor of guarantee 8 wakes by scheduling; these
-//!   tests run, on each, a task that does everything that would deadlock
-//!   inside `wake()` the moment it is woken: drops another pending future of
-//!   the same node, drops its `Phaser` (which wakes its parent), registers
-//!   again. A deadlock is caught by a watchdog.
+//! * Guarantee 17: a waker may do anything a task may from inside `wake()`.
+//!   These tests run, on every executor of guarantee 8, a task that does
+//!   what would deadlock if its waker ran under event-listener's lock, the
+//!   moment it is woken: drops another pending future of the same node,
+//!   drops its `Phaser` (which wakes its parent), registers again; and
+//!   wakers of our own that cancel or drop from inside `wake()`
+//!   (`tests/liveness.rs` has the rest). A deadlock is caught by a
+//!   watchdog.
 #![cfg(not(loom))]
 
 mod common;
@@ -239,7 +240,7 @@ fn reentrant_wakers_pollster() {
 }
 
 /// A waker that cancels a token when woken: a natural way to link one
-/// cancellation to another, and it runs inside event-listener's lock.
+/// cancellation to another.
 struct CancelOnWake(Token);
 
 impl Wake for CancelOnWake {
@@ -267,7 +268,7 @@ fn waiting_with(token: &Token, waker: Waker) -> impl Future<Output = ()> + Unpin
 #[test]
 #[cfg_attr(
     not(feature = "std"),
-    ignore = "needs std: without it a waker must not cancel (README, Wakers)"
+    ignore = "needs std: without it a waker runs inside the notify (README, Wakers)"
 )]
 fn a_waker_may_cancel_the_node_it_is_woken_for() {
     within_a_minute("cancel from wake()", || {
@@ -282,7 +283,7 @@ fn a_waker_may_cancel_the_node_it_is_woken_for() {
 #[test]
 #[cfg_attr(
     not(feature = "std"),
-    ignore = "needs std: without it a waker must not cancel (README, Wakers)"
+    ignore = "needs std: without it a waker runs inside the notify (README, Wakers)"
 )]
 fn a_waker_may_cancel_an_ancestor_of_the_node_it_is_woken_for() {
     within_a_minute("ancestor cancel from wake()", || {
@@ -301,7 +302,7 @@ fn a_waker_may_cancel_an_ancestor_of_the_node_it_is_woken_for() {
 #[test]
 #[cfg_attr(
     not(feature = "std"),
-    ignore = "needs std: without it a waker must not cancel (README, Wakers)"
+    ignore = "needs std: without it a waker runs inside the notify (README, Wakers)"
 )]
 fn a_waker_may_drop_the_phaser_of_the_node_it_is_woken_for() {
     within_a_minute("owner drop from wake()", || {

@@ -66,14 +66,18 @@
 //!    walk's collecting panics, the lock's guard restores the word.
 //! 9. **A `cancel()` returns after its subtree's waiters are woken, even if
 //!    another thread cancelled them first.** The RMW that cancels a node
-//!    with waiters also sets `WAKE_PENDING`, cleared once its notify has
-//!    returned. A walk that finds a node already cancelled with
-//!    `WAKE_PENDING` notifies it too. `SUBTREE_CANCELLED` on a node means
-//!    every strict descendant's wake has been delivered, so a walk may stop
-//!    there after handling that node's own `WAKE_PENDING`. The one
-//!    exception: a `cancel()` made by a waker, inside this thread's own
-//!    notify of that node, skips it (`notifying.rs`); the notify it is
-//!    inside wakes everyone before the outer call returns.
+//!    with waiters also sets `WAKE_PENDING`, cleared once its notify *and
+//!    the deliveries of its wakes* (#12) have returned. A walk that finds a
+//!    node already cancelled with `WAKE_PENDING` notifies it too, and that
+//!    notify delivers every wake of the node still undelivered by another
+//!    thread (`wakes.rs`): it helps, it never waits. `SUBTREE_CANCELLED` on
+//!    a node means every strict descendant's wake has been delivered, so a
+//!    walk may stop there after handling that node's own `WAKE_PENDING`.
+//!    The one exception: a `cancel()` made by a waker of this thread, while
+//!    this thread is delivering that node's wakes further up its stack,
+//!    leaves those to the outer delivery (it finishes before the outer call
+//!    returns; waking them from inside would run the same waker inside
+//!    itself).
 //! 10. **A node's cause is fixed when it is cancelled, and never
 //!     changes.** A cancellation with a cause first fills the node's cause
 //!     slot (`meta.rs`: compare-and-swap from empty, so the first filler
@@ -83,7 +87,12 @@
 //!     if the other call's RMW set the bit: both calls are concurrent, and
 //!     either order explains it.) The
 //!     owner's drop sets `CANCELLED | OWN_DROP` (and `PANICKED`) in one RMW
-//!     instead, with no slot. A plain `cancel()` sets neither. So a reader
+//!     instead, with no slot, if the node was not cancelled yet; only then
+//!     does its walk give the descendants it reaches first a cause naming
+//!     the owner. A drop after the node was cancelled passes down the
+//!     node's own cause (none after a plain `cancel()`): the walk that
+//!     cancelled it may still be on its way down. A plain `cancel()` sets
+//!     neither. So a reader
 //!     that sees `CANCELLED` (acquire) sees the kind of cause in the same
 //!     word, and with `HAS_CAUSE` the slot's fill happens-before it: whoever
 //!     set the bit filled the slot, or read it filled by its failed CAS. A
@@ -99,6 +108,22 @@
 //!     when it returns every `aborted()` waiter below was woken (guarantee
 //!     14 without a second pending bit). It only adds flags: turns and
 //!     drains are untouched, and still come children first.
+//! 12. **No user code runs under a lock.** With `std`, a waiter registers a
+//!     relay, never the task's waker: event-listener wakes relays under its
+//!     lock, and they only record themselves; the tasks' wakers run after
+//!     the notify returned (`wakes.rs`), and no lock of the tree (`LOCKED`)
+//!     is held around a notify. A listener leaves with `discard`, which
+//!     wakes nobody. So a waker may do anything, on any thread (guarantee
+//!     17). A waker's panic is held until the walk or the drop that woke it
+//!     has run to its end, then raised from it: the tree stays consistent
+//!     (guarantee 13).
+//! 13. **Every turn is delivered.** Whoever's RMW gives a node its turn
+//!     wakes its waiters: the walk that cancels a childless node, the drain
+//!     of a last child (holding a count of the parent across the wake), and
+//!     that drain also when the parent's owner has already left and the
+//!     parent drains with it (its futures may outlive the `Phaser`:
+//!     guarantee 16). The turn is logged before the wake, the drain after
+//!     (guarantee 20).
 //!
 //! # Memory ordering
 //!
