@@ -76,6 +76,16 @@ unsafe impl Send for Cause {}
 // SAFETY: as above.
 unsafe impl Sync for Cause {}
 
+// Unwind safety: a `Cause` never changes after it is made (its count
+// aside, which is atomic), and it hands out only shared references to what
+// it wraps. A wrapped error is `Sync`, so whatever interior mutability it
+// has is already guarded for use from several threads at once (a mutex
+// poisons, an atomic is never half-written). So a `Cause`, and a `Report`
+// or a `TurnWithin` holding one, can cross `catch_unwind` as a `Token` can
+// (guarantee 21).
+impl core::panic::UnwindSafe for Cause {}
+impl core::panic::RefUnwindSafe for Cause {}
+
 impl Cause {
     /// A cause that wraps an error, such as the `io::Error` that made a
     /// component give up.

@@ -441,6 +441,10 @@ fn handles_and_futures_are_unwind_safe() {
     unwind_safe::<phaseout::futures::Cancelled>();
     unwind_safe::<phaseout::futures::Aborted>();
     unwind_safe::<phaseout::futures::Turn>();
+    unwind_safe::<phaseout::futures::TurnWithin<std::future::Ready<()>>>();
+    unwind_safe::<phaseout::futures::RunUntilCancelled<std::future::Ready<()>>>();
+    unwind_safe::<phaseout::Cause>();
+    unwind_safe::<phaseout::Report>();
     // The point: no `AssertUnwindSafe` needed.
     let root = Phaser::new();
     let token = root.token();

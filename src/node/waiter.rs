@@ -12,7 +12,9 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
-use event_listener::{EventListener, Listener};
+use event_listener::EventListener;
+#[cfg(feature = "std")]
+use event_listener::Listener;
 
 use super::Node;
 
@@ -41,11 +43,11 @@ impl Waiter {
         ready: fn(usize) -> bool,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
-        if self.listener.is_none() && ready(node.load()) {
-            return Poll::Ready(()); // no waker, no relay needed
-        }
         #[cfg(feature = "std")]
         {
+            if self.listener.is_none() && ready(node.load()) {
+                return Poll::Ready(()); // no waker, no relay needed
+            }
             // A relay for this task's waker; the old one (if the waker
             // changed) is dropped only after the poll, so that
             // event-listener, replacing it under its lock, never drops the
@@ -83,10 +85,23 @@ impl core::panic::RefUnwindSafe for Waiter {}
 impl Drop for Waiter {
     fn drop(&mut self) {
         if let Some(listener) = self.listener.take() {
-            listener.discard();
+            leave(listener);
         }
         // `relay` drops after the listener left the list.
     }
+}
+
+/// Takes a listener off its event's list without passing a notification
+/// it may have received on to another listener (which would wake it under
+/// event-listener's lock). Without `std` every waker runs under that lock
+/// anyway and must only schedule its task, so a plain drop does, in less
+/// flash.
+#[inline]
+fn leave(listener: EventListener) {
+    #[cfg(feature = "std")]
+    listener.discard();
+    #[cfg(not(feature = "std"))]
+    drop(listener);
 }
 
 /// The poll loop of [`Waiter::poll`], with the waker to register in `cx`.
@@ -109,7 +124,7 @@ fn poll_until(
         // Register first, then announce and re-check (invariant #4).
         let registered = node.event.listen();
         if ready(node.announce_waiter()) {
-            registered.discard();
+            leave(registered);
             return Poll::Ready(());
         }
         *listener = Some(registered);
@@ -130,7 +145,7 @@ pub(crate) fn wait_until(
         }
         let registered = node.event.listen();
         if ready(node.announce_waiter()) {
-            registered.discard();
+            leave(registered);
             return true;
         }
         match deadline {

@@ -92,11 +92,7 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
         let below = match reason {
             Reason::Plain | Reason::Given(_) => reason,
             Reason::OwnDrop { panicked } => {
-                dropped = if state::is_cancelled(prev) {
-                    super::cause_of(root)
-                } else {
-                    Some(Cause::owner_finished(root.label_cow(), *panicked))
-                };
+                dropped = cause_below_a_drop(root, prev, *panicked);
                 match &dropped {
                     Some(cause) => &Reason::Given(cause),
                     None => &Reason::Plain,
@@ -107,6 +103,23 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
         root.set(state::SUBTREE_CANCELLED);
     }
     prev
+}
+
+/// The cause an owner's drop gives the descendants it reaches first:
+/// its own if the drop cancelled `root` (`prev`, the state before, was not
+/// cancelled), else `root`'s cause. Out of line: only a drop with children
+/// needs it, and firmware pays flash for every inlined copy.
+#[inline(never)]
+fn cause_below_a_drop(root: &Node, prev: usize, panicked: bool) -> Option<Cause> {
+    if state::is_cancelled(prev) {
+        // Not by this drop, so `OWN_DROP` is not set: the node's cause is
+        // in its slot, or it has none.
+        (prev & state::HAS_CAUSE != 0)
+            .then(|| root.meta.cause())
+            .flatten()
+    } else {
+        Some(Cause::owner_finished(root.label_cow(), panicked))
+    }
 }
 
 /// The walk below an already cancelled `root` (invariant #5: no recursion).
