@@ -531,11 +531,16 @@ struct ActLog {
     seq: AtomicUsize,
     /// (sequence number, the acting waker's future, what it did)
     acted: Mutex<Vec<(usize, usize, Acted)>>,
+    /// The acts begun and not finished, by sequence number: what the
+    /// watchdog names if a step hangs.
+    in_flight: Mutex<BTreeMap<usize, String>>,
 }
 
 /// A counting waker that may be armed with one act.
 struct ActingWaker {
     fid: usize,
+    /// `f<fid> = n<node>.<kind>`, for the watchdog.
+    name: String,
     wakes: AtomicUsize,
     act: Mutex<Option<Act>>,
     log: Arc<ActLog>,
@@ -547,6 +552,13 @@ impl ActingWaker {
         let act = lock(&self.act).take();
         let Some(act) = act else { return };
         let seq = self.log.seq.fetch_add(1, Ordering::SeqCst);
+        let doing = format!(
+            "the waker of {} ({:?}) on {:?}",
+            self.name,
+            act,
+            thread::current().name().unwrap_or("a step's thread")
+        );
+        lock(&self.log.in_flight).insert(seq, doing);
         let acted = match act {
             Act::DropPhaser { node, phaser } => {
                 let phaser = lock(&phaser).take();
@@ -559,6 +571,7 @@ impl ActingWaker {
             }
             Act::DropFuture { fid, slot } => Acted::DroppedFuture(fid, slot.drop_future()),
         };
+        lock(&self.log.in_flight).remove(&seq);
         lock(&self.log.acted).push((seq, self.fid, acted));
     }
 }
@@ -582,15 +595,17 @@ enum Counter {
 }
 
 impl Counter {
-    fn new(acting: Option<(usize, &Arc<ActLog>)>) -> (Self, Waker) {
+    /// `acting`: the future's id and name, and the log of acts.
+    fn new(acting: Option<(usize, String, &Arc<ActLog>)>) -> (Self, Waker) {
         match acting {
             None => {
                 let (counter, waker) = CountingWaker::new();
                 (Counter::Plain(counter), waker)
             }
-            Some((fid, log)) => {
+            Some((fid, name, log)) => {
                 let counter = Arc::new(ActingWaker {
                     fid,
+                    name,
                     wakes: AtomicUsize::new(0),
                     act: Mutex::new(None),
                     log: log.clone(),
@@ -611,6 +626,13 @@ impl Counter {
         match self {
             Counter::Plain(_) => false,
             Counter::Acting(counter) => lock(&counter.act).is_some(),
+        }
+    }
+
+    fn armed(&self) -> Option<String> {
+        match self {
+            Counter::Plain(_) => None,
+            Counter::Acting(counter) => lock(&counter.act).as_ref().map(|act| format!("{act:?}")),
         }
     }
 
@@ -985,7 +1007,7 @@ struct Run {
 }
 
 impl Run {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, log: Arc<ActLog>) -> Self {
         let mut run = Run {
             seed,
             rng: fastrand::Rng::with_seed(seed),
@@ -997,7 +1019,7 @@ impl Run {
             next_fid: 0,
             deadlines: vec![DeadlineState::new(false), DeadlineState::new(true)],
             parked: BTreeMap::new(),
-            log: Arc::default(),
+            log,
             acting: acting_wakers(),
             trace: Vec::new(),
             at: "start".to_owned(),
@@ -1545,21 +1567,30 @@ impl Run {
         let seed = self.seed;
         self.at = format!("step {step}");
         let picks = self.pick();
-        let _ = progress.send(format!("step {step}: {picks:?}"));
+        let armed: Vec<String> = self
+            .pool
+            .iter()
+            .filter_map(|(fid, p)| p.counter.armed().map(|act| format!("f{fid}: {act}")))
+            .collect();
+        let _ = progress.send(format!(
+            "step {step}: {picks:?} (armed wakers: [{}])",
+            armed.join(", ")
+        ));
 
         // The wakers (and deadlines) of the futures this step takes.
         let mut takes: BTreeMap<usize, (Kind, Option<usize>, Counter, Waker)> = BTreeMap::new();
         for pick in &picks {
-            let (fid, kind) = match *pick {
+            let (id, fid, kind) = match *pick {
                 Pick::Handle {
+                    id,
                     op: Op::Take { fid, kind, .. },
-                    ..
                 }
-                | Pick::TakeFromToken { fid, kind, .. } => (fid, kind),
+                | Pick::TakeFromToken { id, fid, kind, .. } => (id, fid, kind),
                 _ => continue,
             };
             let deadline = kind.has_deadline().then(|| self.pick_deadline());
-            let (counter, waker) = Counter::new(self.acting.then_some((fid, &self.log)));
+            let name = format!("f{fid} = n{id}.{kind:?}");
+            let (counter, waker) = Counter::new(self.acting.then_some((fid, name, &self.log)));
             takes.insert(fid, (kind, deadline, counter, waker));
         }
         let make_take = |fid: usize, poll: bool, deadlines: &[Arc<DeadlineState>]| {
@@ -1625,9 +1656,13 @@ impl Run {
         let outcomes: Vec<Outcome> = thread::scope(|scope| {
             let threads: Vec<_> = jobs
                 .into_iter()
-                .map(|job| {
+                .enumerate()
+                .map(|(i, job)| {
                     let (start, done) = (&start, &done);
-                    scope.spawn(move || run_job(job, start, done))
+                    thread::Builder::new()
+                        .name(format!("step {step} actor {i}"))
+                        .spawn_scoped(scope, move || run_job(job, start, done))
+                        .unwrap()
                 })
                 .collect();
             threads.into_iter().map(|t| t.join().unwrap()).collect()
@@ -1986,8 +2021,8 @@ impl Run {
     }
 }
 
-fn run_model(seed: u64, steps: usize, progress: &mpsc::Sender<String>) -> usize {
-    let mut run = Run::new(seed);
+fn run_model(seed: u64, steps: usize, log: Arc<ActLog>, progress: &mpsc::Sender<String>) -> usize {
+    let mut run = Run::new(seed, log);
     let mut ops_run = 0;
     for step in 0..steps {
         ops_run += run.step(step, progress);
@@ -2002,9 +2037,13 @@ fn run_model(seed: u64, steps: usize, progress: &mpsc::Sender<String>) -> usize 
 fn run_watched(seed: u64, steps: usize) -> usize {
     let timeout = Duration::from_secs(if cfg!(miri) { 24 * 3600 } else { 30 });
     let (progress, heartbeats) = mpsc::channel();
+    let log = Arc::new(ActLog::default());
     let worker = thread::Builder::new()
         .name(format!("model seed {seed}"))
-        .spawn(move || run_model(seed, steps, &progress))
+        .spawn({
+            let log = log.clone();
+            move || run_model(seed, steps, log, &progress)
+        })
         .unwrap();
     let mut last = "the start".to_owned();
     loop {
@@ -2019,16 +2058,27 @@ fn run_watched(seed: u64, steps: usize) -> usize {
                     std::panic::resume_unwind(panic)
                 }
             },
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                "seed {seed}: no progress for {timeout:?} in {last}: a deadlock or a hang \
-                 (or an operation's thread panicked: see above); replay: \
-                 PHASEOUT_MODEL_SEED={seed}{}",
-                if acting_wakers() {
-                    " PHASEOUT_MODEL_ACTING_WAKERS=1"
-                } else {
-                    ""
-                }
-            ),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let in_flight: Vec<String> = lock(&log.in_flight)
+                    .values()
+                    .map(|act| format!("\n    {act}"))
+                    .collect();
+                panic!(
+                    "seed {seed}: no progress for {timeout:?} in {last}: a deadlock or a hang \
+                     (or an operation's thread panicked: see above); replay: \
+                     PHASEOUT_MODEL_SEED={seed}{}\n  acts of wakers begun and not finished:{}",
+                    if acting_wakers() {
+                        " PHASEOUT_MODEL_ACTING_WAKERS=1"
+                    } else {
+                        ""
+                    },
+                    if in_flight.is_empty() {
+                        " none".to_owned()
+                    } else {
+                        in_flight.concat()
+                    }
+                )
+            }
         }
     }
 }
