@@ -81,9 +81,12 @@
 //! progress for 30 s (a deadlock) fails the test naming the seed and the
 //! step's operations, instead of hanging it.
 //!
-//! Replay a failure with `PHASEOUT_MODEL_SEED=<seed>`; run longer with
-//! `PHASEOUT_MODEL_SEEDS=<count>` (or `cargo test --test model -- --ignored`
-//! for the soak); `PHASEOUT_MODEL_ACTING_WAKERS=1` arms wakers (above).
+//! The default run is 400 seeds of 150 steps. Replay a failure with
+//! `PHASEOUT_MODEL_SEED=<seed>`: it makes the same random choices, but the
+//! threads' races (a child created or refused) can lead it elsewhere, so a
+//! replay may need a few tries. Run longer with `PHASEOUT_MODEL_SEEDS=<count>`
+//! (or `cargo test --release --test model -- --ignored` for the soak);
+//! `PHASEOUT_MODEL_ACTING_WAKERS=1` arms wakers (above).
 
 mod common;
 
@@ -2092,7 +2095,7 @@ fn seeds() -> Vec<u64> {
     let count = std::env::var("PHASEOUT_MODEL_SEEDS")
         .ok()
         .map(|n| n.parse().expect("PHASEOUT_MODEL_SEEDS is a number"))
-        .unwrap_or(scaled(200, 3));
+        .unwrap_or(scaled(400, 3));
     (0..count as u64).collect()
 }
 
