@@ -81,7 +81,8 @@
 //! progress for 30 s (a deadlock) fails the test naming the seed and the
 //! step's operations, instead of hanging it.
 //!
-//! The default run is 400 seeds of 150 steps. Replay a failure with
+//! The default run is 400 seeds of 150 steps (200 in a debug build, which
+//! `ci/test.sh` runs three times). Replay a failure with
 //! `PHASEOUT_MODEL_SEED=<seed>`: it makes the same random choices, but the
 //! threads' races (a child created or refused) can lead it elsewhere, so a
 //! replay may need a few tries. Run longer with `PHASEOUT_MODEL_SEEDS=<count>`
@@ -2095,7 +2096,7 @@ fn seeds() -> Vec<u64> {
     let count = std::env::var("PHASEOUT_MODEL_SEEDS")
         .ok()
         .map(|n| n.parse().expect("PHASEOUT_MODEL_SEEDS is a number"))
-        .unwrap_or(scaled(400, 3));
+        .unwrap_or(scaled(if cfg!(debug_assertions) { 200 } else { 400 }, 3));
     (0..count as u64).collect()
 }
 
