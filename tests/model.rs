@@ -1,34 +1,108 @@
 //! Randomized model check: a plain sequential model of the contract (a
 //! simple tree) and the real library, driven by the same random operations.
 //!
-//! Each step runs up to three operations on distinct handles *at once*, one
-//! thread each, then waits for all of them (the step quiesces) and applies the
-//! same operations to the model. Concurrent operations may interleave in any
+//! Each step runs up to three operations *at once*, one thread each, then
+//! waits for all of them (the step quiesces) and applies the same operations
+//! to the model. Operations on handles use distinct nodes; operations on
+//! futures use distinct futures. Concurrent operations may interleave in any
 //! way, so the model applies them in the one order that explains what the
 //! library answered: children that were created first, then every cancel and
-//! drop, then the `child()` calls that were refused (whose parent must then be
-//! cancelled). After each step every observable must agree: `is_cancelled`,
-//! `is_turn`, `live_children`, the report's nodes and states, and the futures
-//! (one that was pending must have been woken if the model says it is ready),
-//! `is_aborted` and each node's cause. Causes of nodes cancelled during a
-//! step may come from any of the step's cancellations that reach them (the
-//! order is the race's); the check asserts the library's answer is one of
-//! them, then holds it to that answer forever after.
+//! drop, then what the wakers did (below), in the order they did it, then the
+//! `child()` calls that were refused (whose parent must then be cancelled).
+//! After each step every observable must agree: `is_cancelled`, `is_turn`,
+//! `live_children`, the report's nodes and states, `is_aborted` and each
+//! node's cause. Causes of nodes cancelled during a step may come from any
+//! of the step's cancellations that reach them (the order is the race's);
+//! the check asserts the library's answer is one of them, then holds it to
+//! that answer forever after.
 //!
-//! Replay a failure with `PHASEOUT_MODEL_SEED=<seed>`; run longer with
-//! `PHASEOUT_MODEL_SEEDS=<count>` (or `cargo test --test model -- --ignored`
-//! for the soak).
+//! # Futures are actors
+//!
+//! Besides the short-lived polls of one step (`PollCancelled`, `PollTurn`,
+//! `PollAborted`: the future lives and dies inside the step), any future can
+//! be *taken* — `cancelled()`, `aborted()`, `turn()`, `turn_within(d)`,
+//! `shutdown_within(d)` (which cancels when called) and
+//! `run_until_cancelled(pending())` — from any `Phaser` that is still held,
+//! or (`cancelled`, `aborted`, `run_until_cancelled`) from the `Token` of
+//! any node, drained or not, at any step, on a step's thread. It then lives
+//! in a *pool*, independent of the handle it came from: the `Phaser` may be
+//! dropped long before it, in any order with its children. Steps poll pooled
+//! futures (on their threads, concurrently with the tree's operations), drop
+//! them at random times, and fire deadlines. Each pooled future has its own
+//! waker that counts its wakes (`common::CountingWaker`). The deadlines of
+//! `turn_within`/`shutdown_within` are futures the run controls: one never
+//! fires, one has fired from the start, and the others fire at a step chosen
+//! at random (waking whoever polled them), so every result is deterministic.
+//!
+//! After every step (and after each drop of the teardown), for every pooled
+//! future:
+//!
+//! - **Safety.** A poll that was `Ready` agrees with the model: `cancelled`
+//!   and `run_until_cancelled` (whose output must be `None`) need the node
+//!   cancelled, `aborted` needs it aborted, `turn` needs its turn (cancelled
+//!   with no live child; a node whose owner dropped and which drained counts
+//!   too), `turn_within`/`shutdown_within` give `Ok` only at the turn and
+//!   `Err` only if their deadline had fired and it was not the node's turn
+//!   when the step began (so one with an unfired deadline is never `Err`).
+//!   A ready future stays ready with the same output, and `is_terminated`
+//!   says whether it was ready.
+//! - **Liveness.** A future that was `Pending` at its last poll and whose
+//!   condition now holds in the model (or whose deadline fired) must have
+//!   been woken since that poll (its count grew). Then the check does what an
+//!   executor does: it polls again every future that was woken (whether its
+//!   condition holds or not), and one whose condition holds must be `Ready`
+//!   now. A future left pending with nobody to wake it is a red test naming
+//!   the seed, the future and the operations on its node and the nodes around
+//!   it — not a hang.
+//!
+//! # Wakers that act
+//!
+//! With `PHASEOUT_MODEL_ACTING_WAKERS=1`, every pooled future's waker can
+//! also be *armed*, between steps, with one act that it performs at its next
+//! wake, from inside `wake()`, on whatever thread wakes it: drop a child's
+//! `Phaser`, drop a `Phaser` (perhaps its own node's), cancel a node, or drop
+//! another pooled future (perhaps one waiting on the same node). A `Phaser`
+//! an armed waker will drop is *parked*: taken out of the live handles into a
+//! slot the waker empties with a short critical section, dropping the
+//! `Phaser` after releasing it; no lock of the test is ever held while it
+//! calls into phaseout, so a deadlock is the library's. Pooled futures sit in
+//! such slots too (a poll takes the future out and puts it back; a drop asked
+//! for during a poll is done by the poller). Each act is logged with a
+//! sequence number, and the model applies the step's acts after its
+//! operations, in that order. An armed waker whose future is ready or dropped
+//! is disarmed, and its parked `Phaser` goes back to the live handles. Off by
+//! default: with event-listener calling wakers under its lock, a waker that
+//! touches the tree from `wake()` could deadlock (guarantee 17 of the 0.3
+//! contract will make it legal).
+//!
+//! # Bounds and replay
+//!
+//! Each seed runs on its own thread under a watchdog: a step that makes no
+//! progress for 30 s (a deadlock) fails the test naming the seed and the
+//! step's operations, instead of hanging it.
+//!
+//! The default run is 400 seeds of 150 steps (200 in a debug build, which
+//! `ci/test.sh` runs three times). Replay a failure with
+//! `PHASEOUT_MODEL_SEED=<seed>`: it makes the same random choices, but the
+//! threads' races (a child created or refused) can lead it elsewhere, so a
+//! replay may need a few tries. Run longer with `PHASEOUT_MODEL_SEEDS=<count>`
+//! (or `cargo test --release --test model -- --ignored` for the soak);
+//! `PHASEOUT_MODEL_ACTING_WAKERS=1` arms wakers (above).
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
-use std::task::Poll;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::{Future, Pending};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
+use std::time::Duration;
 
 use common::{poll_once, scaled, CountingWaker};
 use futures_core::FusedFuture;
+use phaseout::futures::{Aborted, Cancelled, RunUntilCancelled, Turn, TurnWithin};
 use phaseout::{Cause, NodeState, Phaser, Token};
 
 // ===== The model =====
@@ -160,6 +234,463 @@ fn text(cause: Option<Cause>) -> Option<String> {
     cause.map(|cause| cause.to_string())
 }
 
+// ===== Futures as actors =====
+
+/// Whether pooled futures' wakers may be armed to act from inside `wake()`.
+fn acting_wakers() -> bool {
+    std::env::var("PHASEOUT_MODEL_ACTING_WAKERS").is_ok_and(|value| value == "1")
+}
+
+/// The test's own locks: a panic elsewhere must not turn into a second one.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Which future a pooled one is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Cancelled,
+    Aborted,
+    Turn,
+    TurnWithin,
+    ShutdownWithin,
+    RunUntilCancelled,
+}
+
+impl Kind {
+    fn has_deadline(self) -> bool {
+        matches!(self, Kind::TurnWithin | Kind::ShutdownWithin)
+    }
+}
+
+/// What a pooled future resolved to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Unit,
+    /// `turn_within` / `shutdown_within`: whether it was `Ok`.
+    Within {
+        ok: bool,
+    },
+    /// `run_until_cancelled(pending())`: whether it was `Some`.
+    Run {
+        some: bool,
+    },
+}
+
+/// A deadline the run controls: pending until fired, then ready. Whoever
+/// polled it before is woken when it fires.
+#[derive(Debug)]
+struct DeadlineState {
+    fired: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl DeadlineState {
+    fn new(fired: bool) -> Arc<Self> {
+        Arc::new(Self {
+            fired: AtomicBool::new(fired),
+            wakers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Fires it, then wakes its pollers with no lock held (their wakers may
+    /// act).
+    fn fire(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+        let wakers = std::mem::take(&mut *lock(&self.wakers));
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Deadline(Arc<DeadlineState>);
+
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.is_fired() {
+            return Poll::Ready(());
+        }
+        {
+            let mut wakers = lock(&self.0.wakers);
+            if !wakers.iter().any(|waker| waker.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+        }
+        // Registered, then re-checked: a `fire` in between sees the waker.
+        if self.0.is_fired() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Any future of the pool.
+#[derive(Debug)]
+enum AnyFuture {
+    Cancelled(Cancelled),
+    Aborted(Aborted),
+    Turn(Turn),
+    Within(TurnWithin<Deadline>),
+    Run(RunUntilCancelled<Pending<()>>),
+}
+
+/// One poll of a pooled future.
+#[derive(Clone, Copy, Debug)]
+struct Polled {
+    /// The waker's count just before the poll.
+    wakes_before: usize,
+    poll: Poll<Output>,
+    /// `is_terminated()` right after it.
+    terminated: bool,
+}
+
+impl AnyFuture {
+    fn poll(&mut self, counter: &Counter, waker: &Waker) -> Polled {
+        let wakes_before = counter.wakes();
+        let (poll, terminated) = match self {
+            AnyFuture::Cancelled(f) => (
+                poll_once(f, waker).map(|()| Output::Unit),
+                f.is_terminated(),
+            ),
+            AnyFuture::Aborted(f) => (
+                poll_once(f, waker).map(|()| Output::Unit),
+                f.is_terminated(),
+            ),
+            AnyFuture::Turn(f) => (
+                poll_once(f, waker).map(|()| Output::Unit),
+                f.is_terminated(),
+            ),
+            AnyFuture::Within(f) => (
+                poll_once(f, waker).map(|result| Output::Within { ok: result.is_ok() }),
+                f.is_terminated(),
+            ),
+            AnyFuture::Run(f) => (
+                poll_once(f, waker).map(|output| Output::Run {
+                    some: output.is_some(),
+                }),
+                f.is_terminated(),
+            ),
+        };
+        Polled {
+            wakes_before,
+            poll,
+            terminated,
+        }
+    }
+}
+
+/// Takes a future of `kind` from a `Phaser`.
+fn take_from_phaser(
+    phaser: &Phaser,
+    kind: Kind,
+    deadline: Option<Arc<DeadlineState>>,
+) -> AnyFuture {
+    let deadline = || Deadline(deadline.clone().expect("a deadline for a *_within future"));
+    match kind {
+        Kind::Cancelled => AnyFuture::Cancelled(phaser.cancelled()),
+        Kind::Aborted => AnyFuture::Aborted(phaser.aborted()),
+        Kind::Turn => AnyFuture::Turn(phaser.turn()),
+        Kind::TurnWithin => AnyFuture::Within(phaser.turn_within(deadline())),
+        Kind::ShutdownWithin => AnyFuture::Within(phaser.shutdown_within(deadline())),
+        Kind::RunUntilCancelled => {
+            AnyFuture::Run(phaser.run_until_cancelled(std::future::pending()))
+        }
+    }
+}
+
+/// Takes a future of `kind` from a `Token` (which has no turn).
+fn take_from_token(token: &Token, kind: Kind) -> AnyFuture {
+    match kind {
+        Kind::Cancelled => AnyFuture::Cancelled(token.cancelled()),
+        Kind::Aborted => AnyFuture::Aborted(token.aborted()),
+        Kind::RunUntilCancelled => {
+            AnyFuture::Run(token.run_until_cancelled(std::future::pending()))
+        }
+        _ => unreachable!("a token has no {kind:?}"),
+    }
+}
+
+/// Where a pooled future lives, so that a poll, a drop by a step and a drop
+/// by some waker on another thread never need a lock across a call into
+/// phaseout: each takes the future out in a short critical section.
+#[derive(Debug)]
+enum SlotState {
+    Present(AnyFuture),
+    /// Out for a poll; `drop_requested`: the poller drops it when done.
+    Polling {
+        drop_requested: bool,
+    },
+    Gone,
+}
+
+#[derive(Debug)]
+struct Slot(Mutex<SlotState>);
+
+impl Slot {
+    fn new(future: AnyFuture) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(SlotState::Present(future))))
+    }
+
+    fn take_for_poll(&self) -> Option<AnyFuture> {
+        let mut state = lock(&self.0);
+        match std::mem::replace(
+            &mut *state,
+            SlotState::Polling {
+                drop_requested: false,
+            },
+        ) {
+            SlotState::Present(future) => Some(future),
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+
+    fn put_back(&self, future: AnyFuture) {
+        let to_drop = {
+            let mut state = lock(&self.0);
+            if let SlotState::Polling {
+                drop_requested: true,
+            } = *state
+            {
+                *state = SlotState::Gone;
+                Some(future)
+            } else {
+                *state = SlotState::Present(future);
+                None
+            }
+        };
+        drop(to_drop); // outside the lock: a drop calls into phaseout
+    }
+
+    /// Drops the future (or has its poller drop it). Whether it was there.
+    fn drop_future(&self) -> bool {
+        let taken = {
+            let mut state = lock(&self.0);
+            match std::mem::replace(&mut *state, SlotState::Gone) {
+                SlotState::Present(future) => Some(Some(future)),
+                SlotState::Polling { .. } => {
+                    *state = SlotState::Polling {
+                        drop_requested: true,
+                    };
+                    Some(None)
+                }
+                SlotState::Gone => None,
+            }
+        };
+        let was_there = taken.is_some();
+        drop(taken); // outside the lock
+        was_there
+    }
+
+    fn is_gone(&self) -> bool {
+        matches!(*lock(&self.0), SlotState::Gone)
+    }
+}
+
+/// A parked `Phaser`: held for the waker that will drop it.
+type Parked = Arc<Mutex<Option<Phaser>>>;
+
+/// What an armed waker does at its next wake, from inside `wake()`.
+enum Act {
+    DropPhaser { node: usize, phaser: Parked },
+    Cancel { node: usize, token: Token },
+    DropFuture { fid: usize, slot: Arc<Slot> },
+}
+
+impl std::fmt::Debug for Act {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Act::DropPhaser { node, .. } => write!(f, "drop n{node}'s Phaser"),
+            Act::Cancel { node, .. } => write!(f, "cancel n{node}"),
+            Act::DropFuture { fid, .. } => write!(f, "drop f{fid}"),
+        }
+    }
+}
+
+/// What a waker did.
+#[derive(Clone, Copy, Debug)]
+enum Acted {
+    DroppedPhaser(usize),
+    Cancelled(usize),
+    /// The future, and whether it was still there.
+    DroppedFuture(usize, bool),
+}
+
+/// The acts of all wakers, in the order they began.
+#[derive(Default)]
+struct ActLog {
+    seq: AtomicUsize,
+    /// (sequence number, the acting waker's future, what it did)
+    acted: Mutex<Vec<(usize, usize, Acted)>>,
+    /// The acts begun and not finished, by sequence number: what the
+    /// watchdog names if a step hangs.
+    in_flight: Mutex<BTreeMap<usize, String>>,
+}
+
+/// A counting waker that may be armed with one act.
+struct ActingWaker {
+    fid: usize,
+    /// `f<fid> = n<node>.<kind>`, for the watchdog.
+    name: String,
+    wakes: AtomicUsize,
+    act: Mutex<Option<Act>>,
+    log: Arc<ActLog>,
+}
+
+impl ActingWaker {
+    fn act_now(&self) {
+        // Taken out in a short critical section; acted on with no lock held.
+        let act = lock(&self.act).take();
+        let Some(act) = act else { return };
+        let seq = self.log.seq.fetch_add(1, Ordering::SeqCst);
+        let doing = format!(
+            "the waker of {} ({:?}) on {:?}",
+            self.name,
+            act,
+            thread::current().name().unwrap_or("a step's thread")
+        );
+        lock(&self.log.in_flight).insert(seq, doing);
+        let acted = match act {
+            Act::DropPhaser { node, phaser } => {
+                let phaser = lock(&phaser).take();
+                drop(phaser);
+                Acted::DroppedPhaser(node)
+            }
+            Act::Cancel { node, token } => {
+                token.cancel();
+                Acted::Cancelled(node)
+            }
+            Act::DropFuture { fid, slot } => Acted::DroppedFuture(fid, slot.drop_future()),
+        };
+        lock(&self.log.in_flight).remove(&seq);
+        lock(&self.log.acted).push((seq, self.fid, acted));
+    }
+}
+
+impl Wake for ActingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.act_now();
+    }
+}
+
+/// A pooled future's waker: plain counting, or one that may act.
+#[derive(Clone)]
+enum Counter {
+    Plain(Arc<CountingWaker>),
+    Acting(Arc<ActingWaker>),
+}
+
+impl Counter {
+    /// `acting`: the future's id and name, and the log of acts.
+    fn new(acting: Option<(usize, String, &Arc<ActLog>)>) -> (Self, Waker) {
+        match acting {
+            None => {
+                let (counter, waker) = CountingWaker::new();
+                (Counter::Plain(counter), waker)
+            }
+            Some((fid, name, log)) => {
+                let counter = Arc::new(ActingWaker {
+                    fid,
+                    name,
+                    wakes: AtomicUsize::new(0),
+                    act: Mutex::new(None),
+                    log: log.clone(),
+                });
+                (Counter::Acting(counter.clone()), Waker::from(counter))
+            }
+        }
+    }
+
+    fn wakes(&self) -> usize {
+        match self {
+            Counter::Plain(counter) => counter.wakes(),
+            Counter::Acting(counter) => counter.wakes.load(Ordering::SeqCst),
+        }
+    }
+
+    fn is_armed(&self) -> bool {
+        match self {
+            Counter::Plain(_) => false,
+            Counter::Acting(counter) => lock(&counter.act).is_some(),
+        }
+    }
+
+    fn armed(&self) -> Option<String> {
+        match self {
+            Counter::Plain(_) => None,
+            Counter::Acting(counter) => lock(&counter.act).as_ref().map(|act| format!("{act:?}")),
+        }
+    }
+
+    fn arm(&self, act: Act) {
+        if let Counter::Acting(counter) = self {
+            *lock(&counter.act) = Some(act);
+        }
+    }
+
+    /// Takes back the act it has not done yet.
+    fn disarm(&self) -> Option<Act> {
+        match self {
+            Counter::Plain(_) => None,
+            Counter::Acting(counter) => lock(&counter.act).take(),
+        }
+    }
+}
+
+/// How a pooled future answered its last poll.
+#[derive(Clone, Copy, Debug)]
+enum Last {
+    Never,
+    Pending { wakes_before: usize },
+    Ready(Output),
+}
+
+struct Pooled {
+    node: usize,
+    kind: Kind,
+    /// Index into the run's deadlines, for `*_within`.
+    deadline: Option<usize>,
+    slot: Arc<Slot>,
+    counter: Counter,
+    waker: Waker,
+    last: Last,
+}
+
+/// A future about to be taken in a step, with its waker made beforehand.
+struct Take {
+    kind: Kind,
+    poll: bool,
+    counter: Counter,
+    waker: Waker,
+    deadline: Option<Arc<DeadlineState>>,
+}
+
+impl Take {
+    fn run(self, future: AnyFuture) -> Outcome {
+        let mut future = future;
+        let polled = self.poll.then(|| future.poll(&self.counter, &self.waker));
+        Outcome::Taken { future, polled }
+    }
+}
+
 // ===== Operations =====
 
 #[derive(Clone, Copy, Debug)]
@@ -178,6 +709,13 @@ enum Op {
     PollCancelled,
     PollTurn,
     PollAborted,
+    /// Takes pooled future `f<fid>` from the `Phaser`; polls it at once if
+    /// `poll`.
+    Take {
+        fid: usize,
+        kind: Kind,
+        poll: bool,
+    },
 }
 
 impl Op {
@@ -186,11 +724,60 @@ impl Op {
     fn cause(self, id: usize) -> Option<Option<String>> {
         match self {
             Op::Cancel | Op::TokenCancel | Op::Abort => Some(None),
+            Op::Take {
+                kind: Kind::ShutdownWithin,
+                ..
+            } => Some(None),
             Op::CancelWith { cause } => Some(Some(format!("c{cause}"))),
             Op::Drop => Some(Some(owner_finished(id))),
             _ => None,
         }
     }
+}
+
+/// One actor of a step.
+#[derive(Clone, Copy, Debug)]
+enum Pick {
+    /// An operation on a held `Phaser` (distinct nodes in a step).
+    Handle { id: usize, op: Op },
+    /// Takes pooled future `f<fid>` from the `Token` of any node, drained
+    /// or not.
+    TakeFromToken {
+        id: usize,
+        fid: usize,
+        kind: Kind,
+        poll: bool,
+    },
+    /// Polls a pooled future (distinct futures in a step).
+    Poll { fid: usize },
+    /// Drops a pooled future.
+    DropFuture { fid: usize },
+    /// Fires deadline `d<deadline>`.
+    Fire { deadline: usize },
+}
+
+/// What a step's thread gets.
+enum Job {
+    Handle {
+        op: Op,
+        handle: Arc<Phaser>,
+        take: Option<Take>,
+    },
+    TokenTake {
+        token: Token,
+        take: Take,
+    },
+    Poll {
+        slot: Arc<Slot>,
+        counter: Counter,
+        waker: Waker,
+    },
+    DropFuture {
+        slot: Arc<Slot>,
+    },
+    Fire {
+        deadline: Arc<DeadlineState>,
+    },
 }
 
 #[derive(Debug)]
@@ -205,10 +792,17 @@ enum Outcome {
         wakes: usize,
         second: Poll<()>,
     },
+    /// A future taken for the pool, and its first poll if it had one.
+    Taken {
+        future: AnyFuture,
+        polled: Option<Polled>,
+    },
+    /// A pooled future's poll (`None`: a waker had dropped it already).
+    FuturePolled(Option<Polled>),
 }
 
 fn pick_op(rng: &mut fastrand::Rng, is_root: bool, next_id: &mut usize) -> Op {
-    match rng.u32(0..112) {
+    match rng.u32(0..140) {
         0..=34 => {
             *next_id += 1;
             Op::Child {
@@ -225,13 +819,72 @@ fn pick_op(rng: &mut fastrand::Rng, is_root: bool, next_id: &mut usize) -> Op {
         56..=80 => Op::Cancel,
         81..=93 => Op::PollCancelled,
         94..=99 => Op::PollAborted,
-        _ => Op::PollTurn,
+        100..=111 => Op::PollTurn,
+        // The caller fills in the future.
+        _ => Op::Take {
+            fid: 0,
+            kind: Kind::Turn,
+            poll: false,
+        },
     }
 }
 
-/// Runs one operation on its own thread. `done` is the barrier every thread
-/// reaches once its operation is over; polls re-poll after it.
-fn run_op(op: Op, handle: Arc<Phaser>, start: &Barrier, done: &Barrier) -> Outcome {
+/// The kind of a future taken from a `Phaser` or (`phaser == false`) a
+/// token.
+fn pick_kind(rng: &mut fastrand::Rng, phaser: bool) -> Kind {
+    if phaser {
+        match rng.u32(0..100) {
+            0..=34 => Kind::Turn,
+            35..=59 => Kind::TurnWithin,
+            60..=65 => Kind::ShutdownWithin,
+            66..=79 => Kind::Cancelled,
+            80..=87 => Kind::Aborted,
+            _ => Kind::RunUntilCancelled,
+        }
+    } else {
+        match rng.u32(0..100) {
+            0..=49 => Kind::Cancelled,
+            50..=69 => Kind::Aborted,
+            _ => Kind::RunUntilCancelled,
+        }
+    }
+}
+
+/// Runs one job on its own thread. `done` is the barrier every thread
+/// reaches once its operation is over; the step's polls re-poll after it.
+fn run_job(job: Job, start: &Barrier, done: &Barrier) -> Outcome {
+    let (op, handle, take) = match job {
+        Job::Handle { op, handle, take } => (op, handle, take),
+        other => {
+            start.wait();
+            let outcome = match other {
+                Job::Handle { .. } => unreachable!(),
+                Job::TokenTake { token, take } => {
+                    let future = take_from_token(&token, take.kind);
+                    take.run(future)
+                }
+                Job::Poll {
+                    slot,
+                    counter,
+                    waker,
+                } => Outcome::FuturePolled(slot.take_for_poll().map(|mut future| {
+                    let polled = future.poll(&counter, &waker);
+                    slot.put_back(future);
+                    polled
+                })),
+                Job::DropFuture { slot } => {
+                    slot.drop_future();
+                    Outcome::Done
+                }
+                Job::Fire { deadline } => {
+                    deadline.fire();
+                    Outcome::Done
+                }
+            };
+            done.wait();
+            return outcome;
+        }
+    };
     start.wait();
     let outcome = match op {
         Op::Child { new_id } => match handle.child_named(label(new_id)) {
@@ -260,6 +913,11 @@ fn run_op(op: Op, handle: Arc<Phaser>, start: &Barrier, done: &Barrier) -> Outco
         Op::Abort => {
             handle.abort();
             Outcome::Done
+        }
+        Op::Take { kind, .. } => {
+            let take = take.expect("a Take job has its waker");
+            let future = take_from_phaser(&handle, kind, take.deadline.clone());
+            take.run(future)
         }
         Op::Drop => {
             // The caller passed the only reference: this drops the Phaser.
@@ -315,19 +973,540 @@ fn run_op(op: Op, handle: Arc<Phaser>, start: &Barrier, done: &Barrier) -> Outco
 
 // ===== The check =====
 
+/// At most this many futures in the pool at once.
+const POOL_CAP: usize = 24;
+/// At most this many `Phaser`s parked for armed wakers at once.
+const MAX_PARKED: usize = 4;
+
+/// One line of a run's history: what happened, to which nodes and futures.
+struct TraceLine {
+    at: String,
+    nodes: Vec<usize>,
+    futures: Vec<usize>,
+    text: String,
+}
+
 struct Run {
     seed: u64,
+    rng: fastrand::Rng,
     model: Model,
-    /// Handles whose owner is not done, by model id.
+    /// Handles whose owner is not done and that no waker holds, by model id.
     live: BTreeMap<usize, Arc<Phaser>>,
     /// A token of every node ever made, by id.
     tokens: BTreeMap<usize, Token>,
+    next_id: usize,
+    /// The pooled futures, by id (`f<fid>`).
+    pool: BTreeMap<usize, Pooled>,
+    next_fid: usize,
+    /// `d0` never fires, `d1` fired from the start, the others fire when a
+    /// step fires them.
+    deadlines: Vec<Arc<DeadlineState>>,
+    /// `Phaser`s held for an armed waker that will drop them, by node.
+    parked: BTreeMap<usize, Parked>,
+    log: Arc<ActLog>,
+    acting: bool,
+    trace: Vec<TraceLine>,
+    /// Where the run is, for messages.
+    at: String,
 }
 
 impl Run {
-    fn check(&self, step: usize) {
+    fn new(seed: u64, log: Arc<ActLog>) -> Self {
+        let mut run = Run {
+            seed,
+            rng: fastrand::Rng::with_seed(seed),
+            model: Model::default(),
+            live: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            next_id: 1,
+            pool: BTreeMap::new(),
+            next_fid: 0,
+            deadlines: vec![DeadlineState::new(false), DeadlineState::new(true)],
+            parked: BTreeMap::new(),
+            log,
+            acting: acting_wakers(),
+            trace: Vec::new(),
+            at: "start".to_owned(),
+        };
+        run.model.add(0, None);
+        let root = Phaser::named(label(0));
+        run.tokens.insert(0, root.token());
+        run.live.insert(0, Arc::new(root));
+        run
+    }
+
+    fn note(&mut self, nodes: &[usize], futures: &[usize], text: String) {
+        self.trace.push(TraceLine {
+            at: self.at.clone(),
+            nodes: nodes.to_vec(),
+            futures: futures.to_vec(),
+            text,
+        });
+    }
+
+    /// The model's view of a node, for messages.
+    fn describe(&self, node: usize) -> String {
+        let n = &self.model.nodes[&node];
+        let children: Vec<String> = n.live_children.iter().map(|&c| label(c)).collect();
+        format!(
+            "n{node} (parent {:?}): cancelled {}, aborted {}, owner done {}, drained {}, \
+             live children [{}], turn {}",
+            n.parent.map(label),
+            n.cancelled,
+            n.aborted,
+            n.owner_done,
+            n.drained,
+            children.join(", "),
+            self.model.is_turn(node)
+        )
+    }
+
+    /// Fails the test for pooled future `fid`, with the history of its node,
+    /// the nodes above and below it, and the future itself.
+    fn fail_future(&self, fid: usize, what: &str) -> ! {
+        let p = &self.pool[&fid];
+        let node = p.node;
+        let mut relevant = BTreeSet::from([node]);
+        let mut up = self.model.nodes[&node].parent;
+        while let Some(ancestor) = up {
+            relevant.insert(ancestor);
+            up = self.model.nodes[&ancestor].parent;
+        }
+        for &other in self.model.nodes.keys() {
+            let mut up = Some(other);
+            while let Some(current) = up {
+                if current == node {
+                    relevant.insert(other);
+                    break;
+                }
+                up = self.model.nodes[&current].parent;
+            }
+        }
+        let lines: Vec<String> = self
+            .trace
+            .iter()
+            .filter(|line| {
+                line.futures.contains(&fid) || line.nodes.iter().any(|n| relevant.contains(n))
+            })
+            .map(|line| format!("    {}: {}", line.at, line.text))
+            .collect();
+        let shown = &lines[lines.len().saturating_sub(80)..];
+        let states: Vec<String> = relevant
+            .iter()
+            .map(|&n| format!("    {}", self.describe(n)))
+            .collect();
+        panic!(
+            "seed {seed} {at}: f{fid} = n{node}.{kind:?} (deadline {deadline:?}, last poll {last:?}, \
+             {wakes} wakes): {what}\n  replay: PHASEOUT_MODEL_SEED={seed}{acting} \
+             cargo test --release --test model\n  the model now:\n{states}\n  \
+             history of f{fid}, n{node} and the nodes around it ({shown} of {total} lines):\n{lines}",
+            seed = self.seed,
+            at = self.at,
+            kind = p.kind,
+            deadline = p.deadline.map(|d| format!("d{d}, fired {}", self.deadlines[d].is_fired())),
+            last = p.last,
+            wakes = p.counter.wakes(),
+            acting = if self.acting { " PHASEOUT_MODEL_ACTING_WAKERS=1" } else { "" },
+            states = states.join("\n"),
+            shown = shown.len(),
+            total = lines.len(),
+            lines = shown.join("\n"),
+        )
+    }
+
+    /// Whether the model says pooled future `fid` may be ready (not
+    /// counting a deadline).
+    fn condition(&self, fid: usize) -> bool {
+        let p = &self.pool[&fid];
+        let n = &self.model.nodes[&p.node];
+        match p.kind {
+            Kind::Cancelled | Kind::RunUntilCancelled => n.cancelled,
+            Kind::Aborted => n.aborted,
+            Kind::Turn | Kind::TurnWithin | Kind::ShutdownWithin => self.model.is_turn(p.node),
+        }
+    }
+
+    fn deadline_fired(&self, fid: usize) -> bool {
+        self.pool[&fid]
+            .deadline
+            .is_some_and(|d| self.deadlines[d].is_fired())
+    }
+
+    /// Safety: a ready output must agree with the model. `turn_at_start`:
+    /// whether it was the node's turn when the poll began (for `Err`).
+    fn check_ready(&self, fid: usize, output: Output, turn_at_start: bool) {
+        let p = &self.pool[&fid];
+        let n = &self.model.nodes[&p.node];
+        let turn = self.model.is_turn(p.node);
+        let within = p.kind.has_deadline();
+        let problem = match (p.kind, output) {
+            (Kind::Cancelled, Output::Unit)
+            | (Kind::RunUntilCancelled, Output::Run { some: false }) => {
+                (!n.cancelled).then_some("ready, but the node is not cancelled")
+            }
+            (Kind::RunUntilCancelled, Output::Run { some: true }) => {
+                Some("Some(..), but its future never completes")
+            }
+            (Kind::Aborted, Output::Unit) => {
+                (!n.aborted).then_some("ready, but the node is not aborted")
+            }
+            (Kind::Turn, Output::Unit) => (!turn).then_some("ready, but it is not the node's turn"),
+            (_, Output::Within { ok: true }) if within => {
+                (!turn).then_some("Ok, but it is not the node's turn")
+            }
+            (_, Output::Within { ok: false }) if within && !self.deadline_fired(fid) => {
+                Some("Err, but its deadline has not fired")
+            }
+            (_, Output::Within { ok: false }) if within => {
+                turn_at_start.then_some("Err, but it was already the node's turn when polled")
+            }
+            _ => Some("an output of the wrong kind"),
+        };
+        if let Some(problem) = problem {
+            self.fail_future(fid, &format!("safety: {problem} (output {output:?})"));
+        }
+    }
+
+    /// Records a poll of pooled future `fid` and checks it.
+    fn record_poll(&mut self, fid: usize, polled: Polled, turn_at_start: bool) {
+        if polled.terminated != polled.poll.is_ready() {
+            self.fail_future(
+                fid,
+                &format!(
+                    "is_terminated() is {} after {:?}",
+                    polled.terminated, polled.poll
+                ),
+            );
+        }
+        match (self.pool[&fid].last, polled.poll) {
+            (Last::Ready(before), Poll::Ready(now)) if before != now => {
+                self.fail_future(fid, &format!("ready with {before:?}, then with {now:?}"))
+            }
+            (Last::Ready(_), Poll::Pending) => self.fail_future(fid, "ready, then pending"),
+            // Its first ready poll: the output must agree with the model (a
+            // later one repeats it).
+            (Last::Never | Last::Pending { .. }, Poll::Ready(output)) => {
+                self.check_ready(fid, output, turn_at_start)
+            }
+            _ => {}
+        }
+        self.pool.get_mut(&fid).unwrap().last = match polled.poll {
+            Poll::Pending => Last::Pending {
+                wakes_before: polled.wakes_before,
+            },
+            Poll::Ready(output) => Last::Ready(output),
+        };
+    }
+
+    /// Polls pooled future `fid` between steps, as an executor would.
+    fn repoll(&mut self, fid: usize, why: &str) -> Poll<Output> {
+        let p = &self.pool[&fid];
+        let mut future = p
+            .slot
+            .take_for_poll()
+            .expect("a pooled future is in its slot between steps");
+        let polled = future.poll(&p.counter, &p.waker);
+        p.slot.put_back(future);
+        let node = p.node;
+        self.note(
+            &[node],
+            &[fid],
+            format!("{why}: poll f{fid} → {:?}", polled.poll),
+        );
+        let turn = self.model.is_turn(node);
+        self.record_poll(fid, polled, turn);
+        polled.poll
+    }
+
+    /// Liveness, for every pooled future: one pending at its last poll
+    /// whose condition now holds (or whose deadline fired) was woken since;
+    /// then every woken one is polled again, and must be ready if due.
+    fn check_futures(&mut self) {
+        let fids: Vec<usize> = self.pool.keys().copied().collect();
+        for fid in fids {
+            let Last::Pending { wakes_before } = self.pool[&fid].last else {
+                continue;
+            };
+            let holds = self.condition(fid);
+            let due = holds || self.deadline_fired(fid);
+            let wakes = self.pool[&fid].counter.wakes();
+            if due && wakes == wakes_before {
+                let why = if holds {
+                    "its condition holds in the model"
+                } else {
+                    "its deadline fired"
+                };
+                self.fail_future(
+                    fid,
+                    &format!(
+                        "liveness: lost wake-up: it was pending at its last poll and now {why}, \
+                         but its waker was not called since (it would never be polled again)"
+                    ),
+                );
+            }
+            if wakes > wakes_before || due {
+                let why = format!("woken {}x", wakes - wakes_before);
+                if self.repoll(fid, &why).is_pending() && due {
+                    self.fail_future(
+                        fid,
+                        "liveness: woken and polled again, but still pending though it is due",
+                    );
+                }
+            }
+        }
+    }
+
+    /// An armed waker's act that will not happen now: its parked `Phaser`
+    /// goes back to the live handles.
+    fn reclaim(&mut self, act: Act) {
+        if let Act::DropPhaser { node, phaser } = act {
+            let phaser = lock(&phaser)
+                .take()
+                .expect("an act not done leaves its Phaser parked");
+            self.parked.remove(&node);
+            self.live.insert(node, Arc::new(phaser));
+            self.note(
+                &[node],
+                &[],
+                format!("n{node}'s Phaser is no longer parked"),
+            );
+        }
+    }
+
+    /// Takes `node`'s `Phaser` out of the live handles for a waker.
+    fn park(&mut self, node: usize) -> Parked {
+        let phaser = Arc::into_inner(self.live.remove(&node).unwrap())
+            .expect("between steps the run holds the only reference");
+        let parked = Arc::new(Mutex::new(Some(phaser)));
+        self.parked.insert(node, parked.clone());
+        parked
+    }
+
+    /// With acting wakers, sometimes arms the waker of a pooled future that
+    /// is not ready yet with one act.
+    fn maybe_arm(&mut self) {
+        if !self.acting || self.rng.u32(0..100) >= 35 {
+            return;
+        }
+        let candidates: Vec<usize> = self
+            .pool
+            .iter()
+            .filter(|(_, p)| !matches!(p.last, Last::Ready(_)) && !p.counter.is_armed())
+            .map(|(&fid, _)| fid)
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let fid = candidates[self.rng.usize(0..candidates.len())];
+        let node = self.pool[&fid].node;
+        let can_park = self.parked.len() < MAX_PARKED;
+        let act = match self.rng.u32(0..100) {
+            0..=29 => {
+                // A child's Phaser.
+                let children: Vec<usize> = self
+                    .live
+                    .keys()
+                    .copied()
+                    .filter(|&c| self.model.nodes[&c].parent == Some(node))
+                    .collect();
+                if children.is_empty() || !can_park {
+                    return;
+                }
+                let child = children[self.rng.usize(0..children.len())];
+                Act::DropPhaser {
+                    node: child,
+                    phaser: self.park(child),
+                }
+            }
+            30..=54 => {
+                // Its own node's Phaser, or any.
+                let others: Vec<usize> = self.live.keys().copied().filter(|&id| id != 0).collect();
+                if others.is_empty() || !can_park {
+                    return;
+                }
+                let target = if node != 0 && self.live.contains_key(&node) && self.rng.bool() {
+                    node
+                } else {
+                    others[self.rng.usize(0..others.len())]
+                };
+                Act::DropPhaser {
+                    node: target,
+                    phaser: self.park(target),
+                }
+            }
+            55..=79 => {
+                // Cancel its node, its parent or any node.
+                let all: Vec<usize> = self.tokens.keys().copied().collect();
+                let target = match self.rng.u32(0..3) {
+                    0 => node,
+                    1 => self.model.nodes[&node].parent.unwrap_or(node),
+                    _ => all[self.rng.usize(0..all.len())],
+                };
+                Act::Cancel {
+                    node: target,
+                    token: self.tokens[&target].clone(),
+                }
+            }
+            _ => {
+                // Drop another pooled future, rather one on the same node.
+                let others: Vec<usize> = self.pool.keys().copied().filter(|&f| f != fid).collect();
+                let same: Vec<usize> = others
+                    .iter()
+                    .copied()
+                    .filter(|f| self.pool[f].node == node)
+                    .collect();
+                let from = if !same.is_empty() && self.rng.bool() {
+                    same
+                } else {
+                    others
+                };
+                if from.is_empty() {
+                    return;
+                }
+                let other = from[self.rng.usize(0..from.len())];
+                Act::DropFuture {
+                    fid: other,
+                    slot: self.pool[&other].slot.clone(),
+                }
+            }
+        };
+        let (target_node, target_fid) = match &act {
+            Act::DropPhaser { node, .. } | Act::Cancel { node, .. } => (Some(*node), None),
+            Act::DropFuture { fid, .. } => (None, Some(*fid)),
+        };
+        let nodes: Vec<usize> = [Some(node), target_node].into_iter().flatten().collect();
+        let futures: Vec<usize> = [Some(fid), target_fid].into_iter().flatten().collect();
+        self.note(&nodes, &futures, format!("arm f{fid}'s waker: {act:?}"));
+        self.pool[&fid].counter.arm(act);
+    }
+
+    fn new_fid(&mut self) -> usize {
+        self.next_fid += 1;
+        self.next_fid - 1
+    }
+
+    /// A deadline for a `*_within` future: never, already fired, or one
+    /// that a later step fires.
+    fn pick_deadline(&mut self) -> usize {
+        match self.rng.u32(0..100) {
+            0..=39 => 0,
+            40..=54 => 1,
+            _ => {
+                let unfired = self.unfired_deadlines();
+                if unfired.len() < 3 && (unfired.is_empty() || self.rng.bool()) {
+                    self.deadlines.push(DeadlineState::new(false));
+                    self.deadlines.len() - 1
+                } else {
+                    unfired[self.rng.usize(0..unfired.len())]
+                }
+            }
+        }
+    }
+
+    fn unfired_deadlines(&self) -> Vec<usize> {
+        (2..self.deadlines.len())
+            .filter(|&d| !self.deadlines[d].is_fired())
+            .collect()
+    }
+
+    /// A step's actors: up to three, on distinct nodes' `Phaser`s and
+    /// distinct pooled futures.
+    fn pick(&mut self) -> Vec<Pick> {
+        let width = self.rng.usize(1..=3);
+        let mut picks: Vec<Pick> = Vec::new();
+        let mut nodes = BTreeSet::new();
+        let mut futures = BTreeSet::new();
+        for _ in 0..width * 3 {
+            if picks.len() == width {
+                break;
+            }
+            let takes = picks
+                .iter()
+                .filter(|pick| {
+                    matches!(
+                        pick,
+                        Pick::TakeFromToken { .. }
+                            | Pick::Handle {
+                                op: Op::Take { .. },
+                                ..
+                            }
+                    )
+                })
+                .count();
+            let room = self.pool.len() + takes < POOL_CAP;
+            if self.rng.u32(0..100) < 60 {
+                let free: Vec<usize> = self
+                    .live
+                    .keys()
+                    .copied()
+                    .filter(|id| !nodes.contains(id))
+                    .collect();
+                if free.is_empty() {
+                    continue;
+                }
+                let id = free[self.rng.usize(0..free.len())];
+                let mut op = pick_op(&mut self.rng, id == 0, &mut self.next_id);
+                if let Op::Take { .. } = op {
+                    op = if room {
+                        Op::Take {
+                            fid: self.new_fid(),
+                            kind: pick_kind(&mut self.rng, true),
+                            poll: self.rng.u32(0..10) < 7,
+                        }
+                    } else {
+                        Op::PollTurn
+                    };
+                }
+                nodes.insert(id);
+                picks.push(Pick::Handle { id, op });
+            } else {
+                let free: Vec<usize> = self
+                    .pool
+                    .keys()
+                    .copied()
+                    .filter(|f| !futures.contains(f))
+                    .collect();
+                let r = self.rng.u32(0..100);
+                if room && (r < 25 || free.is_empty()) {
+                    let ids: Vec<usize> = self.tokens.keys().copied().collect();
+                    let id = ids[self.rng.usize(0..ids.len())];
+                    picks.push(Pick::TakeFromToken {
+                        id,
+                        fid: self.new_fid(),
+                        kind: pick_kind(&mut self.rng, false),
+                        poll: self.rng.u32(0..10) < 7,
+                    });
+                } else if !free.is_empty() {
+                    let fid = free[self.rng.usize(0..free.len())];
+                    let unfired = self.unfired_deadlines();
+                    let pick = if r < 78 {
+                        Pick::Poll { fid }
+                    } else if r < 94 || unfired.is_empty() {
+                        Pick::DropFuture { fid }
+                    } else {
+                        Pick::Fire {
+                            deadline: unfired[self.rng.usize(0..unfired.len())],
+                        }
+                    };
+                    if !matches!(pick, Pick::Fire { .. }) {
+                        futures.insert(fid);
+                    }
+                    picks.push(pick);
+                }
+            }
+        }
+        if picks.is_empty() {
+            picks.push(Pick::Handle {
+                id: 0,
+                op: Op::PollCancelled,
+            });
+        }
+        picks
+    }
+
+    fn check(&self) {
         let ctx =
-            |what: &str, id: usize| format!("seed {} step {step}: {what} of n{id}", self.seed);
+            |what: &str, id: usize| format!("seed {} {}: {what} of n{id}", self.seed, self.at);
         for (&id, handle) in &self.live {
             let node = &self.model.nodes[&id];
             assert_eq!(
@@ -381,125 +1560,240 @@ impl Run {
         assert_eq!(
             report,
             self.model.report(0),
-            "seed {} step {step}: report",
-            self.seed
+            "seed {} {}: report",
+            self.seed,
+            self.at
         );
     }
-}
 
-fn run_model(seed: u64, steps: usize) -> usize {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut run = Run {
-        seed,
-        model: Model::default(),
-        live: BTreeMap::new(),
-        tokens: BTreeMap::new(),
-    };
-    run.model.add(0, None);
-    let root = Phaser::named(label(0));
-    run.tokens.insert(0, root.token());
-    run.live.insert(0, Arc::new(root));
-    let mut next_id = 1;
-    let mut ops_run = 0;
+    /// Runs one step; returns how many operations it ran.
+    fn step(&mut self, step: usize, progress: &mpsc::Sender<String>) -> usize {
+        let seed = self.seed;
+        self.at = format!("step {step}");
+        let picks = self.pick();
+        let armed: Vec<String> = self
+            .pool
+            .iter()
+            .filter_map(|(fid, p)| p.counter.armed().map(|act| format!("f{fid}: {act}")))
+            .collect();
+        let _ = progress.send(format!(
+            "step {step}: {picks:?} (armed wakers: [{}])",
+            armed.join(", ")
+        ));
 
-    for step in 0..steps {
-        let width = rng.usize(1..=3).min(run.live.len());
-        let ids: Vec<usize> = {
-            let all: Vec<usize> = run.live.keys().copied().collect();
-            let mut chosen = Vec::new();
-            while chosen.len() < width {
-                let id = all[rng.usize(0..all.len())];
-                if !chosen.contains(&id) {
-                    chosen.push(id);
+        // The wakers (and deadlines) of the futures this step takes.
+        let mut takes: BTreeMap<usize, (Kind, Option<usize>, Counter, Waker)> = BTreeMap::new();
+        for pick in &picks {
+            let (id, fid, kind) = match *pick {
+                Pick::Handle {
+                    id,
+                    op: Op::Take { fid, kind, .. },
                 }
+                | Pick::TakeFromToken { id, fid, kind, .. } => (id, fid, kind),
+                _ => continue,
+            };
+            let deadline = kind.has_deadline().then(|| self.pick_deadline());
+            let name = format!("f{fid} = n{id}.{kind:?}");
+            let (counter, waker) = Counter::new(self.acting.then_some((fid, name, &self.log)));
+            takes.insert(fid, (kind, deadline, counter, waker));
+        }
+        let make_take = |fid: usize, poll: bool, deadlines: &[Arc<DeadlineState>]| {
+            let (kind, deadline, counter, waker) = &takes[&fid];
+            Take {
+                kind: *kind,
+                poll,
+                counter: counter.clone(),
+                waker: waker.clone(),
+                deadline: deadline.map(|d| deadlines[d].clone()),
             }
-            chosen
         };
-        let ops: Vec<(usize, Op)> = ids
-            .iter()
-            .map(|&id| (id, pick_op(&mut rng, id == 0, &mut next_id)))
-            .collect();
-        ops_run += ops.len();
 
-        let start = Barrier::new(ops.len());
-        let done = Barrier::new(ops.len());
-        let handles: Vec<Arc<Phaser>> = ops
-            .iter()
-            .map(|&(id, op)| match op {
-                Op::Drop => run.live.remove(&id).unwrap(),
-                _ => run.live[&id].clone(),
-            })
-            .collect();
-        let outcomes: Vec<Outcome> = thread::scope(|scope| {
-            let threads: Vec<_> = ops
-                .iter()
-                .zip(handles)
-                .map(|(&(_, op), handle)| {
-                    let (start, done) = (&start, &done);
-                    scope.spawn(move || run_op(op, handle, start, done))
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().unwrap()).collect()
-        });
-
-        // Linearize: created children, then cancels and drops, then refusals.
-        let was_cancelled: BTreeMap<usize, bool> = run
+        let was_cancelled: BTreeMap<usize, bool> = self
             .model
             .nodes
             .iter()
             .map(|(&id, n)| (id, n.cancelled))
             .collect();
-        let mut results: Vec<(usize, Op, Outcome)> = ops
-            .iter()
-            .zip(outcomes)
-            .map(|(&(id, op), outcome)| (id, op, outcome))
+        let turn_before: BTreeMap<usize, bool> = self
+            .model
+            .nodes
+            .keys()
+            .map(|&id| (id, self.model.is_turn(id)))
             .collect();
-        for (id, op, outcome) in &mut results {
-            if let (Op::Child { new_id }, Outcome::Created(_)) = (*op, &*outcome) {
+
+        let mut jobs = Vec::new();
+        for pick in &picks {
+            jobs.push(match *pick {
+                Pick::Handle { id, op } => Job::Handle {
+                    op,
+                    handle: match op {
+                        Op::Drop => self.live.remove(&id).unwrap(),
+                        _ => self.live[&id].clone(),
+                    },
+                    take: match op {
+                        Op::Take { fid, poll, .. } => Some(make_take(fid, poll, &self.deadlines)),
+                        _ => None,
+                    },
+                },
+                Pick::TakeFromToken { id, fid, poll, .. } => Job::TokenTake {
+                    token: self.tokens[&id].clone(),
+                    take: make_take(fid, poll, &self.deadlines),
+                },
+                Pick::Poll { fid } => {
+                    let p = &self.pool[&fid];
+                    Job::Poll {
+                        slot: p.slot.clone(),
+                        counter: p.counter.clone(),
+                        waker: p.waker.clone(),
+                    }
+                }
+                Pick::DropFuture { fid } => Job::DropFuture {
+                    slot: self.pool[&fid].slot.clone(),
+                },
+                Pick::Fire { deadline } => Job::Fire {
+                    deadline: self.deadlines[deadline].clone(),
+                },
+            });
+        }
+        let start = Barrier::new(jobs.len());
+        let done = Barrier::new(jobs.len());
+        let outcomes: Vec<Outcome> = thread::scope(|scope| {
+            let threads: Vec<_> = jobs
+                .into_iter()
+                .enumerate()
+                .map(|(i, job)| {
+                    let (start, done) = (&start, &done);
+                    thread::Builder::new()
+                        .name(format!("step {step} actor {i}"))
+                        .spawn_scoped(scope, move || run_job(job, start, done))
+                        .unwrap()
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let ops_run = picks.len();
+
+        // Linearize: created children, then cancels and drops, then what the
+        // wakers did (in the order they did it), then refusals.
+        let mut results: Vec<(Pick, Outcome)> = picks.into_iter().zip(outcomes).collect();
+        for (pick, outcome) in &mut results {
+            if let (
+                Pick::Handle {
+                    id,
+                    op: Op::Child { new_id },
+                },
+                Outcome::Created(_),
+            ) = (*pick, &*outcome)
+            {
                 assert!(
-                    !was_cancelled[&*id],
+                    !was_cancelled[&id],
                     "seed {seed} step {step}: n{id} was cancelled, yet accepted a child"
                 );
-                run.model.add(new_id, Some(*id));
+                self.model.add(new_id, Some(id));
                 let Outcome::Created(child) = std::mem::replace(outcome, Outcome::Done) else {
                     unreachable!()
                 };
                 assert_eq!(child.label(), Some(label(new_id).as_str()));
-                run.tokens.insert(new_id, child.token());
-                run.live.insert(new_id, Arc::new(child));
+                self.tokens.insert(new_id, child.token());
+                self.live.insert(new_id, Arc::new(child));
             }
         }
+        let mut acts = std::mem::take(&mut *lock(&self.log.acted));
+        acts.sort_by_key(|&(seq, _, _)| seq);
         // Which causes may reach each node this step: those of the step's
         // cancellations of it or an ancestor (the race decides which).
-        let mut possible: BTreeMap<usize, Vec<Option<String>>> = BTreeMap::new();
-        for (id, op, _) in &results {
-            if let Some(cause) = op.cause(*id) {
-                for node in run.model.subtree(*id) {
-                    possible.entry(node).or_default().push(cause.clone());
+        let mut cancellations: Vec<(usize, Option<String>)> = Vec::new();
+        for (pick, _) in &results {
+            if let Pick::Handle { id, op } = *pick {
+                if let Some(cause) = op.cause(id) {
+                    cancellations.push((id, cause));
                 }
+            }
+        }
+        for &(_, _, acted) in &acts {
+            match acted {
+                Acted::DroppedPhaser(node) => {
+                    cancellations.push((node, Some(owner_finished(node))))
+                }
+                Acted::Cancelled(node) => cancellations.push((node, None)),
+                Acted::DroppedFuture(..) => {}
+            }
+        }
+        let mut possible: BTreeMap<usize, Vec<Option<String>>> = BTreeMap::new();
+        for (id, cause) in &cancellations {
+            for node in self.model.subtree(*id) {
+                possible.entry(node).or_default().push(cause.clone());
             }
         }
         let reached_by_abort: Vec<usize> = results
             .iter()
-            .filter(|(_, op, _)| matches!(op, Op::Abort))
-            .flat_map(|(id, _, _)| run.model.subtree(*id))
+            .filter_map(|(pick, _)| match *pick {
+                Pick::Handle { id, op: Op::Abort } => Some(id),
+                _ => None,
+            })
+            .flat_map(|id| self.model.subtree(id))
             .collect();
-        for (id, op, _) in &results {
+        for (pick, _) in &results {
+            let Pick::Handle { id, op } = *pick else {
+                continue;
+            };
             match op {
-                Op::Cancel | Op::TokenCancel => run.model.cancel(*id, None),
-                Op::CancelWith { cause } => run.model.cancel(*id, Some(&format!("c{cause}"))),
-                Op::Abort => run.model.abort(*id),
-                Op::Drop => run.model.drop_owner(*id),
+                Op::Cancel | Op::TokenCancel => self.model.cancel(id, None),
+                Op::Take {
+                    kind: Kind::ShutdownWithin,
+                    ..
+                } => self.model.cancel(id, None),
+                Op::CancelWith { cause } => self.model.cancel(id, Some(&format!("c{cause}"))),
+                Op::Abort => self.model.abort(id),
+                Op::Drop => self.model.drop_owner(id),
                 _ => {}
             }
+        }
+        for &(_, waker_fid, acted) in &acts {
+            let waker_node = self.pool.get(&waker_fid).map(|p| p.node);
+            let (target_node, target_fid) = match acted {
+                Acted::DroppedPhaser(node) => {
+                    let parked = self
+                        .parked
+                        .remove(&node)
+                        .expect("a waker drops only a parked Phaser");
+                    assert!(
+                        lock(&parked).is_none(),
+                        "seed {seed} step {step}: the waker of f{waker_fid} left n{node}'s Phaser"
+                    );
+                    self.model.drop_owner(node);
+                    (Some(node), None)
+                }
+                Acted::Cancelled(node) => {
+                    self.model.cancel(node, None);
+                    (Some(node), None)
+                }
+                Acted::DroppedFuture(fid, _) => (None, Some(fid)),
+            };
+            let acted = match acted {
+                Acted::DroppedFuture(fid, false) => {
+                    format!("dropped f{fid}, which was gone already")
+                }
+                other => format!("{other:?}"),
+            };
+            let nodes: Vec<usize> = [waker_node, target_node].into_iter().flatten().collect();
+            let futures: Vec<usize> = [Some(waker_fid), target_fid]
+                .into_iter()
+                .flatten()
+                .collect();
+            self.note(
+                &nodes,
+                &futures,
+                format!("the waker of f{waker_fid} acted: {acted:?}"),
+            );
         }
         // A node that drained in this step while an abort of this step was
         // walking towards it may or may not have been reached: either is a
         // valid order, so adopt the library's answer. Every other node the
         // abort reached must be aborted, as the model says.
         for node in reached_by_abort {
-            if run.model.nodes[&node].drained {
-                run.model.nodes.get_mut(&node).unwrap().aborted = run.tokens[&node].is_aborted();
+            if self.model.nodes[&node].drained {
+                self.model.nodes.get_mut(&node).unwrap().aborted = self.tokens[&node].is_aborted();
             }
         }
         // Adopt the cause the library chose for each node first cancelled in
@@ -508,23 +1802,30 @@ fn run_model(seed: u64, steps: usize) -> usize {
             if was_cancelled.get(&node).copied().unwrap_or(false) {
                 continue; // cancelled before: its cause must not change
             }
-            let chosen = text(run.tokens[&node].cause());
+            let chosen = text(self.tokens[&node].cause());
             assert!(
                 causes.contains(&chosen),
                 "seed {seed} step {step}: n{node} has cause {chosen:?}, not one of {causes:?}"
             );
-            run.model.nodes.get_mut(&node).unwrap().cause = chosen;
+            self.model.nodes.get_mut(&node).unwrap().cause = chosen;
         }
-        for (id, op, outcome) in &results {
-            match (op, outcome) {
-                (Op::Child { .. }, Outcome::Refused) => {
+        for (pick, outcome) in results {
+            match (pick, outcome) {
+                (
+                    Pick::Handle {
+                        id,
+                        op: Op::Child { .. },
+                    },
+                    Outcome::Refused,
+                ) => {
+                    self.note(&[id], &[], format!("n{id}.child() refused"));
                     assert!(
-                        run.model.nodes[id].cancelled,
+                        self.model.nodes[&id].cancelled,
                         "seed {seed} step {step}: live n{id} refused a child"
                     )
                 }
                 (
-                    Op::PollCancelled | Op::PollTurn | Op::PollAborted,
+                    Pick::Handle { id, op },
                     Outcome::Polled {
                         first,
                         wakes,
@@ -532,9 +1833,9 @@ fn run_model(seed: u64, steps: usize) -> usize {
                     },
                 ) => {
                     let ready = match op {
-                        Op::PollCancelled => run.model.nodes[id].cancelled,
-                        Op::PollAborted => run.model.nodes[id].aborted,
-                        _ => run.model.is_turn(*id),
+                        Op::PollCancelled => self.model.nodes[&id].cancelled,
+                        Op::PollAborted => self.model.nodes[&id].aborted,
+                        _ => self.model.is_turn(id),
                     };
                     assert_eq!(
                         second.is_ready(),
@@ -543,7 +1844,7 @@ fn run_model(seed: u64, steps: usize) -> usize {
                     );
                     if first.is_pending() && ready {
                         assert!(
-                            *wakes > 0,
+                            wakes > 0,
                             "seed {seed} step {step}: lost wake-up for {op:?} on n{id}"
                         );
                     }
@@ -554,22 +1855,236 @@ fn run_model(seed: u64, steps: usize) -> usize {
                         );
                     }
                 }
-                _ => {}
+                (
+                    Pick::Handle {
+                        id,
+                        op: Op::Take { fid, .. },
+                    }
+                    | Pick::TakeFromToken { id, fid, .. },
+                    Outcome::Taken { future, polled },
+                ) => {
+                    let (kind, deadline, counter, waker) = takes.remove(&fid).unwrap();
+                    let via = if matches!(pick, Pick::Handle { .. }) {
+                        ""
+                    } else {
+                        ".token()"
+                    };
+                    let deadline_text = deadline.map(|d| format!("(d{d})")).unwrap_or_default();
+                    self.pool.insert(
+                        fid,
+                        Pooled {
+                            node: id,
+                            kind,
+                            deadline,
+                            slot: Slot::new(future),
+                            counter,
+                            waker,
+                            last: Last::Never,
+                        },
+                    );
+                    self.note(
+                        &[id],
+                        &[fid],
+                        format!(
+                            "f{fid} = n{id}{via}.{kind:?}{deadline_text}, polled: {:?}",
+                            polled.map(|p| p.poll)
+                        ),
+                    );
+                    if let Some(polled) = polled {
+                        self.record_poll(fid, polled, turn_before[&id]);
+                    }
+                }
+                (Pick::Handle { id, op }, _) => {
+                    let nodes = match op {
+                        Op::Child { new_id } => vec![id, new_id],
+                        _ => vec![id],
+                    };
+                    self.note(&nodes, &[], format!("n{id}: {op:?}"));
+                }
+                (Pick::Poll { fid }, Outcome::FuturePolled(polled)) => {
+                    let node = self.pool[&fid].node;
+                    self.note(
+                        &[node],
+                        &[fid],
+                        format!("poll f{fid} → {:?}", polled.map(|p| p.poll)),
+                    );
+                    if let Some(polled) = polled {
+                        self.record_poll(fid, polled, turn_before[&node]);
+                    }
+                }
+                (Pick::DropFuture { fid }, _) => {
+                    let node = self.pool[&fid].node;
+                    self.note(&[node], &[fid], format!("drop f{fid}"));
+                }
+                (Pick::Fire { deadline }, _) => {
+                    let futures: Vec<usize> = self
+                        .pool
+                        .iter()
+                        .filter(|(_, p)| p.deadline == Some(deadline))
+                        .map(|(&fid, _)| fid)
+                        .collect();
+                    self.note(&[], &futures, format!("fire d{deadline}"));
+                }
+                (pick, outcome) => unreachable!("{pick:?} gave {outcome:?}"),
             }
         }
-        run.check(step);
+        // Futures dropped in this step (by a step or a waker) leave the pool;
+        // an armed waker's act that will not happen now gives its Phaser back.
+        let gone: Vec<usize> = self
+            .pool
+            .iter()
+            .filter(|(_, p)| p.slot.is_gone())
+            .map(|(&fid, _)| fid)
+            .collect();
+        for fid in gone {
+            let pooled = self.pool.remove(&fid).unwrap();
+            if let Some(act) = pooled.counter.disarm() {
+                self.reclaim(act);
+            }
+        }
+        for (node, parked) in &self.parked {
+            assert!(
+                lock(parked).is_some(),
+                "seed {seed} step {step}: n{node}'s parked Phaser vanished"
+            );
+        }
+        self.check();
+        self.check_futures();
+        let ready: Vec<usize> = self
+            .pool
+            .iter()
+            .filter(|(_, p)| matches!(p.last, Last::Ready(_)))
+            .map(|(&fid, _)| fid)
+            .collect();
+        for fid in ready {
+            if let Some(act) = self.pool[&fid].counter.disarm() {
+                self.reclaim(act);
+            }
+        }
+        self.maybe_arm();
+        ops_run
     }
-    // Tear down: drop everything, leaf-heavy random order; the root's turn comes.
-    let root = run.live.remove(&0).unwrap();
-    root.cancel();
-    let mut rest: Vec<Arc<Phaser>> = std::mem::take(&mut run.live).into_values().collect();
-    rng.shuffle(&mut rest);
-    drop(rest);
-    assert!(
-        root.is_turn(),
-        "seed {seed}: the root's turn must come once everything is dropped"
-    );
+
+    /// Drops everything, leaf-heavy random order, one at a time, checking
+    /// the pool after each drop; the root's turn comes, and every future
+    /// whose condition holds resolves.
+    fn teardown(&mut self) {
+        self.at = "teardown".to_owned();
+        let acts: Vec<Act> = self
+            .pool
+            .values()
+            .filter_map(|p| p.counter.disarm())
+            .collect();
+        for act in acts {
+            self.reclaim(act);
+        }
+        assert!(self.parked.is_empty());
+        let root = self.live.remove(&0).unwrap();
+        root.cancel();
+        self.model.cancel(0, None);
+        self.note(&[0], &[], "n0: Cancel".to_owned());
+        self.check_futures();
+        let mut rest: Vec<usize> = self.live.keys().copied().collect();
+        self.rng.shuffle(&mut rest);
+        for id in rest {
+            if !self.pool.is_empty() && self.rng.u32(0..5) == 0 {
+                let fids: Vec<usize> = self.pool.keys().copied().collect();
+                let fid = fids[self.rng.usize(0..fids.len())];
+                let pooled = self.pool.remove(&fid).unwrap();
+                pooled.slot.drop_future();
+                self.note(&[pooled.node], &[fid], format!("drop f{fid}"));
+            }
+            let phaser = Arc::into_inner(self.live.remove(&id).unwrap())
+                .expect("the teardown holds the only reference");
+            drop(phaser);
+            self.model.drop_owner(id);
+            self.note(&[id], &[], format!("n{id}: Drop"));
+            self.check_futures();
+        }
+        assert!(
+            root.is_turn(),
+            "seed {}: the root's turn must come once everything is dropped",
+            self.seed
+        );
+        drop(Arc::into_inner(root).expect("the teardown holds the only reference"));
+        self.model.drop_owner(0);
+        self.note(&[0], &[], "n0: Drop".to_owned());
+        self.check_futures();
+        // A future never polled resolves at its first poll if it can.
+        let fids: Vec<usize> = self.pool.keys().copied().collect();
+        for fid in fids {
+            let due = self.condition(fid) || self.deadline_fired(fid);
+            if matches!(self.pool[&fid].last, Last::Never)
+                && due
+                && self.repoll(fid, "first").is_pending()
+            {
+                self.fail_future(fid, "liveness: due, yet pending at its first poll");
+            }
+        }
+        self.pool.clear();
+    }
+}
+
+fn run_model(seed: u64, steps: usize, log: Arc<ActLog>, progress: &mpsc::Sender<String>) -> usize {
+    let mut run = Run::new(seed, log);
+    let mut ops_run = 0;
+    for step in 0..steps {
+        ops_run += run.step(step, progress);
+    }
+    let _ = progress.send("teardown".to_owned());
+    run.teardown();
     ops_run
+}
+
+/// Runs one seed on its own thread under a watchdog: no progress (a step
+/// that does not finish) for this long fails the test rather than hang it.
+fn run_watched(seed: u64, steps: usize) -> usize {
+    let timeout = Duration::from_secs(if cfg!(miri) { 24 * 3600 } else { 30 });
+    let (progress, heartbeats) = mpsc::channel();
+    let log = Arc::new(ActLog::default());
+    let worker = thread::Builder::new()
+        .name(format!("model seed {seed}"))
+        .spawn({
+            let log = log.clone();
+            move || run_model(seed, steps, log, &progress)
+        })
+        .unwrap();
+    let mut last = "the start".to_owned();
+    loop {
+        match heartbeats.recv_timeout(timeout) {
+            Ok(at) => last = at,
+            Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+                Ok(ops) => return ops,
+                Err(panic) => {
+                    eprintln!(
+                        "model check failed at seed {seed} (replay: PHASEOUT_MODEL_SEED={seed})"
+                    );
+                    std::panic::resume_unwind(panic)
+                }
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let in_flight: Vec<String> = lock(&log.in_flight)
+                    .values()
+                    .map(|act| format!("\n    {act}"))
+                    .collect();
+                panic!(
+                    "seed {seed}: no progress for {timeout:?} in {last}: a deadlock or a hang \
+                     (or an operation's thread panicked: see above); replay: \
+                     PHASEOUT_MODEL_SEED={seed}{}\n  acts of wakers begun and not finished:{}",
+                    if acting_wakers() {
+                        " PHASEOUT_MODEL_ACTING_WAKERS=1"
+                    } else {
+                        ""
+                    },
+                    if in_flight.is_empty() {
+                        " none".to_owned()
+                    } else {
+                        in_flight.concat()
+                    }
+                )
+            }
+        }
+    }
 }
 
 static OPS: AtomicUsize = AtomicUsize::new(0);
@@ -581,7 +2096,7 @@ fn seeds() -> Vec<u64> {
     let count = std::env::var("PHASEOUT_MODEL_SEEDS")
         .ok()
         .map(|n| n.parse().expect("PHASEOUT_MODEL_SEEDS is a number"))
-        .unwrap_or(scaled(200, 3));
+        .unwrap_or(scaled(if cfg!(debug_assertions) { 200 } else { 400 }, 3));
     (0..count as u64).collect()
 }
 
@@ -589,12 +2104,17 @@ fn seeds() -> Vec<u64> {
 fn model_check_random_operations_from_several_threads() {
     let steps = scaled(150, 15);
     for seed in seeds() {
-        OPS.fetch_add(run_model(seed, steps), Ordering::Relaxed);
+        OPS.fetch_add(run_watched(seed, steps), Ordering::Relaxed);
     }
     println!(
-        "model check: {} operations over {} seeds agreed with the model",
+        "model check: {} operations over {} seeds agreed with the model{}",
         OPS.load(Ordering::Relaxed),
-        seeds().len()
+        seeds().len(),
+        if acting_wakers() {
+            " (acting wakers)"
+        } else {
+            ""
+        }
     );
 }
 
@@ -603,7 +2123,7 @@ fn model_check_random_operations_from_several_threads() {
 fn model_check_soak() {
     let mut ops = 0;
     for seed in 1_000_000..1_010_000 {
-        ops += run_model(seed, 400);
+        ops += run_watched(seed, 400);
     }
     println!("model soak: {ops} operations agreed with the model");
 }
