@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The randomized model check, bounded for CI (PHASEOUT_MODEL_SEEDS raises it;
-# PHASEOUT_MODEL_ACTING_WAKERS=1 lets wakers act from inside wake()).
+# wakers act from inside wake() unless PHASEOUT_MODEL_ACTING_WAKERS=0).
 set -euxo pipefail
 cd "$(dirname "$0")"/..
 

@@ -57,8 +57,7 @@
 //!
 //! # Wakers that act
 //!
-//! With `PHASEOUT_MODEL_ACTING_WAKERS=1`, every pooled future's waker can
-//! also be *armed*, between steps, with one act that it performs at its next
+//! Every pooled future's waker can also be *armed*, between steps, with one act that it performs at its next
 //! wake, from inside `wake()`, on whatever thread wakes it: drop a child's
 //! `Phaser`, drop a `Phaser` (perhaps its own node's), cancel a node, or drop
 //! another pooled future (perhaps one waiting on the same node). A `Phaser`
@@ -70,10 +69,10 @@
 //! for during a poll is done by the poller). Each act is logged with a
 //! sequence number, and the model applies the step's acts after its
 //! operations, in that order. An armed waker whose future is ready or dropped
-//! is disarmed, and its parked `Phaser` goes back to the live handles. Off by
-//! default: with event-listener calling wakers under its lock, a waker that
-//! touches the tree from `wake()` could deadlock (guarantee 17 of the 0.3
-//! contract will make it legal).
+//! is disarmed, and its parked `Phaser` goes back to the live handles. This
+//! is guarantee 17 (a waker may do anything a task may); on 0.2's core, which
+//! let event-listener call wakers under its lock, it deadlocked within a few
+//! seeds. `PHASEOUT_MODEL_ACTING_WAKERS=0` turns it off.
 //!
 //! # Bounds and replay
 //!
@@ -87,7 +86,7 @@
 //! threads' races (a child created or refused) can lead it elsewhere, so a
 //! replay may need a few tries. Run longer with `PHASEOUT_MODEL_SEEDS=<count>`
 //! (or `cargo test --release --test model -- --ignored` for the soak);
-//! `PHASEOUT_MODEL_ACTING_WAKERS=1` arms wakers (above).
+//! `PHASEOUT_MODEL_ACTING_WAKERS=0` leaves wakers unarmed (above).
 
 mod common;
 
@@ -236,9 +235,10 @@ fn text(cause: Option<Cause>) -> Option<String> {
 
 // ===== Futures as actors =====
 
-/// Whether pooled futures' wakers may be armed to act from inside `wake()`.
+/// Whether pooled futures' wakers may be armed to act from inside `wake()`
+/// (on unless `PHASEOUT_MODEL_ACTING_WAKERS=0`).
 fn acting_wakers() -> bool {
-    std::env::var("PHASEOUT_MODEL_ACTING_WAKERS").is_ok_and(|value| value == "1")
+    std::env::var("PHASEOUT_MODEL_ACTING_WAKERS").map_or(true, |value| value != "0")
 }
 
 /// The test's own locks: a panic elsewhere must not turn into a second one.
@@ -1106,7 +1106,7 @@ impl Run {
             deadline = p.deadline.map(|d| format!("d{d}, fired {}", self.deadlines[d].is_fired())),
             last = p.last,
             wakes = p.counter.wakes(),
-            acting = if self.acting { " PHASEOUT_MODEL_ACTING_WAKERS=1" } else { "" },
+            acting = if self.acting { "" } else { " PHASEOUT_MODEL_ACTING_WAKERS=0" },
             states = states.join("\n"),
             shown = shown.len(),
             total = lines.len(),
@@ -2072,9 +2072,9 @@ fn run_watched(seed: u64, steps: usize) -> usize {
                      (or an operation's thread panicked: see above); replay: \
                      PHASEOUT_MODEL_SEED={seed}{}\n  acts of wakers begun and not finished:{}",
                     if acting_wakers() {
-                        " PHASEOUT_MODEL_ACTING_WAKERS=1"
-                    } else {
                         ""
+                    } else {
+                        " PHASEOUT_MODEL_ACTING_WAKERS=0"
                     },
                     if in_flight.is_empty() {
                         " none".to_owned()
