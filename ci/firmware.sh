@@ -96,7 +96,8 @@ fi
 flash=$((text_with + data_with - text_base - data_base))
 ram=$((data_with + bss_with - data_base - bss_base))
 echo "phaseout adds ${flash} bytes of flash and ${ram} bytes of static RAM to the Cortex-M3 release firmware (opt-level s)"
-# Budget: 6 KiB (0.2 with causes and abort measured 6,028 bytes).
+# Budget: 6 KiB (0.2 with causes and abort measured 6,028 bytes; 0.3's
+# liveness fixes 6,088).
 budget=$((6 * 1024))
 if [ "$flash" -ge "$budget" ]; then
     echo "FAIL size: over the $budget-byte flash budget"; failed=$((failed + 1))
