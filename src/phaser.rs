@@ -418,15 +418,10 @@ impl Drop for Phaser {
         let panicked = std::thread::panicking();
         #[cfg(not(feature = "std"))]
         let panicked = false;
-        // SAFETY: `self.node` holds the owner's count, and is not used again
-        // unless the node drained here.
-        if unsafe { node::release_owner(NodeRef::as_ptr(&self.node), panicked) } {
-            // SAFETY: the node drained (its cascade is done) and this is the
-            // last use of the field.
-            unsafe { ManuallyDrop::drop(&mut self.node) }
-        }
-        // Otherwise the reference now belongs to the node, which may already
-        // be draining on another thread: it is not touched again here.
+        // SAFETY: `self.node` holds the owner's count, and is not used again:
+        // `release_owner` releases it or leaves it to the node, which may
+        // already be draining on another thread.
+        unsafe { node::release_owner(&mut self.node, panicked) };
     }
 }
 

@@ -8,35 +8,49 @@
 use super::links::{self, ChildList};
 use super::{end_of_operation, state, trace, Node, NodeRef};
 
-/// The owner of `node` is done: cancel the subtree, mark the node, and drain
-/// it (and the ancestors that waited only for it) if it has no live child.
+/// The owner of a node is done: cancel the subtree, mark the node, and
+/// drain it (and the ancestors that waited only for it) if it has no live
+/// child. `owner` is the owner's reference to the node.
 ///
-/// Returns `true` if the node drained here: the caller still owns its
-/// reference and releases it. `false` hands the caller's reference over to
-/// the node (invariant #6), so the caller must not touch it again.
-///
-/// # Safety
-///
-/// `node` came from [`NodeRef::as_ptr`] of the owner's reference, which the
-/// caller holds. It is a raw pointer because the node may be freed by
-/// another thread the moment it is marked done (invariant #7).
+/// If the node drained here, the owner's reference is released here and
+/// this returns `true`. Otherwise it is handed over to the node (invariant
+/// #6) and this returns `false`: the caller must not touch `owner` again
+/// either way.
 ///
 /// A waker that panics does not stop the drop half-way (the node would
 /// never drain): its panic comes out of this call once the node is marked
-/// done and the cascade has run (`wakes.rs`).
+/// done, the cascade has run and the owner's reference is released
+/// (`wakes.rs`), so that the panic cannot leak the node.
+///
+/// # Safety
+///
+/// `owner` holds the owner's count of the node, and is not used after
+/// this call. The node is reached through a raw pointer inside: it may be
+/// freed by another thread the moment it is marked done (invariant #7).
 #[inline]
-pub(crate) unsafe fn release_owner(node: *const Node, panicked: bool) -> bool {
-    // SAFETY: passed on from the caller.
-    let drained_here = unsafe { release_owner_unraised(node, panicked) };
+pub(crate) unsafe fn release_owner(
+    owner: &mut core::mem::ManuallyDrop<NodeRef>,
+    panicked: bool,
+) -> bool {
+    // SAFETY: `owner` holds the count (caller).
+    let drained_here = unsafe { release_owner_unraised(NodeRef::as_ptr(owner), panicked) };
+    if drained_here {
+        // SAFETY: drained here, so the count is still the caller's, and
+        // the caller does not use `owner` again.
+        unsafe { core::mem::ManuallyDrop::drop(owner) }
+    }
     end_of_operation();
     drained_here
 }
 
-/// [`release_owner`] up to the point where a waker's panic may be raised.
+/// [`release_owner`] up to the point where a waker's panic may be raised:
+/// `true` if the node drained here (the caller's count is then still its
+/// own).
 ///
 /// # Safety
 ///
-/// As for [`release_owner`].
+/// `node` came from [`NodeRef::as_ptr`] of the owner's reference, which the
+/// caller holds.
 #[inline]
 unsafe fn release_owner_unraised(node: *const Node, panicked: bool) -> bool {
     let mut done = state::OWNER_DONE;
@@ -104,13 +118,20 @@ fn drain_step(node: &Node) -> Option<NodeRef> {
         let wakes_turn = state::live_children(current) == 1
             && current & (state::CANCELLED | state::HAS_WAITERS | state::OWNER_DONE)
                 == state::CANCELLED | state::HAS_WAITERS;
-        // With feature `tracing` or `defmt`, every turn is logged: held
-        // for that too (`trace::wants_turn_of`).
-        let keep_alive = (wakes_turn || trace::wants_turn_of(current)).then(|| {
+        let keep_alive = wakes_turn.then(|| {
             // SAFETY: the parent is alive (above) and `node.parent` came from
             // `NodeRef::as_ptr`.
             unsafe { NodeRef::new_count(node.parent) }
         });
+        // With feature `tracing` or `defmt`, the turn this gives is logged
+        // here, before the write that releases the lock gives it: from that
+        // write on, the parent's owner may see `is_turn()` by itself, drop
+        // its `Phaser` and log `drained` (guarantee 20). So a subscriber
+        // gets this event while the parent's child list is locked (trace.rs).
+        if trace::wants_turn_of(current) {
+            // SAFETY: alive until the release (above).
+            trace::turn(unsafe { &*node.parent });
+        }
         (current - state::ONE_CHILD, (current, keep_alive))
     };
     // SAFETY: see above.
@@ -132,9 +153,8 @@ fn drain_step(node: &Node) -> Option<NodeRef> {
         return Some(parent);
     }
     if let Some(parent) = keep_alive {
-        // Logged before the wake: a woken task may drop the node at once,
-        // and its `drained` must come after this `turn` (guarantee 20).
-        trace::turn(&parent);
+        // The turn was logged above, before this wake: a woken task may
+        // drop the node at once (guarantee 20).
         parent.wake_waiters(prev); // the parent's turn
     }
     None

@@ -506,8 +506,10 @@ mod tests {
         parent.state.store(0, Ordering::Relaxed); // no children really exist
         let child = new_child(&parent, None).expect("the parent is unusable");
         assert_eq!(state::live_children(parent.load()), 1);
-        // SAFETY: `child` is the owner's count; the node drains here.
-        assert!(unsafe { super::release_owner(NodeRef::as_ptr(&child), false) });
+        let mut child = core::mem::ManuallyDrop::new(child);
+        // SAFETY: `child` is the owner's count, not used after this; the
+        // node drains here.
+        assert!(unsafe { super::release_owner(&mut child, false) });
         assert_eq!(parent.load() & state::LOCKED, 0);
         assert_eq!(state::live_children(parent.load()), 0);
     }

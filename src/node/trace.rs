@@ -76,6 +76,12 @@ pub(super) fn abort(node: &Node) {
 }
 
 /// `node` just got its turn (cancelled, and its last child drained).
+///
+/// When a last child's drain gives the turn, this is called while `node`'s
+/// child list is still locked, just before the write that gives it, so
+/// that no `drained` of `node` can be logged before it. A subscriber must
+/// therefore not call phaseout on that node from inside the event (it would
+/// wait for the lock its own thread holds).
 #[inline(always)]
 pub(super) fn turn(node: &Node) {
     #[cfg(feature = "tracing")]
@@ -95,10 +101,11 @@ pub(super) fn drained(node: &Node) {
     let _ = node;
 }
 
-/// Whether a transition at the drain of the last child of a node with
-/// state `prev` (read by the RMW that gave the count back) is worth
-/// holding the parent alive for: its turn, to log it. Without the feature,
-/// never.
+/// Whether the drain of the last child of a node whose state is `prev`
+/// (read under the node's lock, before the write that gives the count
+/// back) gives the node a turn to log: it is cancelled and its owner is
+/// still there (a node whose owner left drains at once, and its drain's
+/// cascade logs both). Without the feature, never.
 #[inline(always)]
 pub(super) fn wants_turn_of(prev: usize) -> bool {
     #[cfg(any(feature = "tracing", feature = "defmt"))]

@@ -67,6 +67,11 @@ impl Waiter {
                 &mut Context::from_waker(relay),
             );
             drop(replaced);
+            if poll.is_ready() {
+                // Done waiting: the task's waker is not kept until the
+                // future drops.
+                self.relay = None;
+            }
             poll
         }
         #[cfg(not(feature = "std"))]

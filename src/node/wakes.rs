@@ -108,21 +108,25 @@ struct Undelivered {
     node: usize,
     /// Which `deliver` recorded it.
     delivery: usize,
-    /// Which thread ([`this_thread`]).
-    thread: usize,
     relay: Arc<Relay>,
 }
 
-/// Every relay woken and not yet delivered by the thread that recorded it.
-/// It holds only the wakes in flight, so it stays short.
-#[cfg(not(loom))]
-static UNDELIVERED: Mutex<Vec<Undelivered>> = Mutex::new(Vec::new());
+/// How many lists [`UNDELIVERED`] is split into: a node's records are in
+/// the list its address picks, so a delivery looks only at the wakes in
+/// flight of the nodes that share its list, not at every node's.
+const SHARDS: usize = 32;
 
-// Under loom the list's lock must be loom's, or loom would not see that a
-// second notifier's look at the list comes after the first one's record.
+/// Every relay woken and not yet delivered by the thread that recorded it,
+/// by node ([`shard`]). Each list holds only the wakes in flight.
+#[cfg(not(loom))]
+static UNDELIVERED: [Mutex<Vec<Undelivered>>; SHARDS] = [const { Mutex::new(Vec::new()) }; SHARDS];
+
+// Under loom the lists' locks must be loom's, or loom would not see that a
+// second notifier's look at a list comes after the first one's record.
 #[cfg(loom)]
 loom::lazy_static! {
-    static ref UNDELIVERED: Mutex<Vec<Undelivered>> = Mutex::new(Vec::new());
+    static ref UNDELIVERED: [Mutex<Vec<Undelivered>>; SHARDS] =
+        core::array::from_fn(|_| Mutex::new(Vec::new()));
 }
 
 /// Numbers the `deliver` calls, so that each removes only its own records.
@@ -131,31 +135,46 @@ loom::lazy_static! {
 /// only names things.
 static DELIVERIES: AtomicUsize = AtomicUsize::new(0);
 
-fn undelivered() -> MutexGuard<'static, Vec<Undelivered>> {
+/// The list of `node`'s records, locked.
+fn undelivered(node: usize) -> MutexGuard<'static, Vec<Undelivered>> {
+    // Nodes are 64-byte blocks (32 on 32-bit targets): the low bits say
+    // nothing.
+    let shard = (node >> 5) % SHARDS;
     // Nothing panics while it is held (pushes, clones, moves), but a
     // poisoned list is still a list.
-    UNDELIVERED
+    UNDELIVERED[shard]
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What this thread is doing about wakes.
 struct Deferral {
-    /// The node and number of the `deliver` whose notify is running on
-    /// this thread, if one is.
-    notifying: Cell<Option<(usize, usize)>>,
     /// The first panic of a waker since the running tree operation began.
     panic: RefCell<Option<Box<dyn Any + Send>>>,
+}
+
+/// One `deliver` of this thread in its wake loop, linked to the one
+/// further up the stack.
+struct Frame {
+    node: usize,
+    up: *const Frame,
 }
 
 #[cfg(not(loom))]
 std::thread_local! {
     static DEFERRAL: Deferral = const {
         Deferral {
-            notifying: Cell::new(None),
             panic: RefCell::new(None),
         }
     };
+    /// The node and number of the `deliver` whose notify is running on
+    /// this thread. No destructor: usable at thread exit too.
+    static NOTIFYING: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+    /// The innermost `deliver` of this thread that is waking users' wakers.
+    static DELIVERING: Cell<*const Frame> = const { Cell::new(core::ptr::null()) };
+    /// How many relays this thread has recorded (wrapping): a `deliver`
+    /// compares it before and after its notify.
+    static RECORDED: Cell<usize> = const { Cell::new(0) };
     /// Whether `DEFERRAL.panic` holds a panic: a constant without a
     /// destructor, so the check every tree operation ends with is one
     /// load.
@@ -165,37 +184,44 @@ std::thread_local! {
 #[cfg(loom)]
 loom::thread_local! {
     static DEFERRAL: Deferral = Deferral {
-        notifying: Cell::new(None),
         panic: RefCell::new(None),
     };
+    static NOTIFYING: Cell<Option<(usize, usize)>> = Cell::new(None);
+    static DELIVERING: Cell<*const Frame> = Cell::new(core::ptr::null());
+    static RECORDED: Cell<usize> = Cell::new(0);
     static PANIC_HELD: Cell<bool> = Cell::new(false);
 }
 
-/// A number for this thread, unique among the live threads: the address
-/// of its [`DEFERRAL`].
-fn this_thread() -> usize {
-    DEFERRAL
-        .try_with(|deferral| core::ptr::from_ref(deferral) as usize)
-        .unwrap_or(0)
+/// Whether this thread is already waking the wakers of `node`, further up
+/// its stack.
+fn delivering(node: usize) -> bool {
+    let mut frame = DELIVERING.try_with(Cell::get).unwrap_or(core::ptr::null());
+    while !frame.is_null() {
+        // SAFETY: every frame in the chain lives on this thread's stack in
+        // a `deliver` that has not returned (it unlinks itself first).
+        let f = unsafe { &*frame };
+        if f.node == node {
+            return true;
+        }
+        frame = f.up;
+    }
+    false
 }
 
 /// Records `relay` as undelivered if this thread is inside a notify of
 /// `deliver`; gives it back if not (or if the thread's storage is already
 /// gone, at thread exit).
 fn record(relay: Arc<Relay>) -> Option<Arc<Relay>> {
-    let notifying = DEFERRAL
-        .try_with(|deferral| deferral.notifying.get())
-        .ok()
-        .flatten();
+    let notifying = NOTIFYING.try_with(Cell::get).ok().flatten();
     let Some((node, delivery)) = notifying else {
         return Some(relay);
     };
-    undelivered().push(Undelivered {
+    undelivered(node).push(Undelivered {
         node,
         delivery,
-        thread: this_thread(),
         relay,
     });
+    let _ = RECORDED.try_with(|recorded| recorded.set(recorded.get().wrapping_add(1)));
     None
 }
 
@@ -206,36 +232,51 @@ fn record(relay: Arc<Relay>) -> Option<Arc<Relay>> {
 pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
     let node = core::ptr::from_ref(node) as usize;
     let delivery = DELIVERIES.fetch_add(1, Ordering::Relaxed);
-    let Ok(outer) =
-        DEFERRAL.try_with(|deferral| deferral.notifying.replace(Some((node, delivery))))
-    else {
+    let Ok(outer) = NOTIFYING.try_with(|cell| cell.replace(Some((node, delivery)))) else {
         return notify(); // thread exit: the relays wake directly
     };
     /// Puts the outer state back, even if `notify` unwound.
     struct Restore(Option<(usize, usize)>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            let _ = DEFERRAL.try_with(|deferral| deferral.notifying.set(self.0));
+            let _ = NOTIFYING.try_with(|cell| cell.set(self.0));
         }
     }
+    let recorded_before = RECORDED.try_with(Cell::get).unwrap_or(0);
     let restore = Restore(outer);
     notify();
     drop(restore);
+    let recorded_none = RECORDED.try_with(Cell::get).unwrap_or(0) == recorded_before;
 
-    // This call's records, and other threads' for the same node. Not those
-    // of this thread's own `deliver`s further up the stack (a waker that
-    // cancels or drops what it was woken for): each of them is delivering
-    // right now and finishes before its own operation returns, and waking
-    // them again from here would run the same waker inside itself, without
-    // end.
-    let thread = this_thread();
-    let to_wake: Vec<Arc<Relay>> = undelivered()
+    // A deliver of a node this thread is already waking further up its
+    // stack (a waker that cancels or drops what it was woken for) wakes
+    // only what its own notify recorded: the enclosing one wakes the rest,
+    // its own and other threads' records alike, before its operation
+    // returns; waking them again from here would run a waker inside itself
+    // (on a thread that helps another's delivery, without end). Any other
+    // deliver wakes every record of the node: its own and those of other
+    // threads' deliveries still in flight (guarantee 14).
+    let nested = delivering(node);
+    if nested && recorded_none {
+        return; // nothing of its own, and the rest is the outer one's
+    }
+    let to_wake: Vec<Arc<Relay>> = undelivered(node)
         .iter()
-        .filter(|waiting| {
-            waiting.node == node && (waiting.delivery == delivery || waiting.thread != thread)
-        })
+        .filter(|waiting| waiting.node == node && (waiting.delivery == delivery || !nested))
         .map(|waiting| Arc::clone(&waiting.relay))
         .collect();
+    let frame = Frame {
+        node,
+        up: DELIVERING.try_with(Cell::get).unwrap_or(core::ptr::null()),
+    };
+    struct Unlink(*const Frame);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = DELIVERING.try_with(|head| head.set(self.0));
+        }
+    }
+    let _ = DELIVERING.try_with(|head| head.set(&frame));
+    let unlink = Unlink(frame.up);
     for relay in &to_wake {
         let woken = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
             relay.user.wake_by_ref();
@@ -244,11 +285,12 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
             hold(panic);
         }
     }
+    drop(unlink);
     // Only now are this call's records delivered. They are moved out and
     // dropped after the list is unlocked: a relay's last reference drops
     // the user's waker, which is user code.
     let delivered: Vec<Undelivered> = {
-        let mut list = undelivered();
+        let mut list = undelivered(node);
         let mut mine = Vec::new();
         let mut index = 0;
         while index < list.len() {
@@ -286,6 +328,13 @@ fn hold(panic: Box<dyn Any + Send>) {
 pub(crate) fn raise_held() {
     if !PANIC_HELD.try_with(Cell::get).unwrap_or(false) {
         return;
+    }
+    if !DELIVERING
+        .try_with(Cell::get)
+        .unwrap_or(core::ptr::null())
+        .is_null()
+    {
+        return; // inside a waker: the outer operation raises it
     }
     let _ = PANIC_HELD.try_with(|held| held.set(false));
     let panic = DEFERRAL
