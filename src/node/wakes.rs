@@ -26,7 +26,14 @@
 //! others' (a second wake of a task is harmless). When it returns, every
 //! waiter notified so far has been woken at least once. Event-listener's
 //! lock orders the recording: a notify that comes second starts after the
-//! first one's recording is complete.
+//! first one's recording is complete. The one exception is a `deliver`
+//! made from inside a waker that this thread runs for the same node (a
+//! waker that cancels what it was woken for): it wakes only what its own
+//! notify recorded, usually nothing, and leaves the rest to the delivery
+//! it runs inside, which finishes before its own operation returns;
+//! anything else would run that waker inside itself, without end on a
+//! thread that helps another's delivery. The list is split by node address
+//! into [`SHARDS`] lists, so a delivery scans only its neighbours' wakes.
 //!
 //! Lock order: a relay records itself under event-listener's lock, so
 //! `UNDELIVERED`'s lock is taken inside it, never the other way round;
