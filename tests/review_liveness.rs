@@ -293,6 +293,10 @@ fn round(seed: u64) {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "a stress test: the model check and tests/handoff.rs cover Miri"
+)]
 fn every_future_resolves_under_stress() {
     let rounds: u64 = std::env::var("ROUNDS")
         .ok()
