@@ -33,3 +33,17 @@ for borrows in stacked tree; do
             cargo +nightly miri test --target-dir target/miri --target "$target" --test handoff
     done
 done
+
+# 3. The wake delivery (guarantees 16 and 17: futures outliving their
+#    `Phaser`, wakers that cancel and drop from inside `wake()` on two
+#    threads, a waker's panic) with preemption, 8 seeds each: these tests
+#    are longer than the hand-off races.
+for borrows in stacked tree; do
+    model=""
+    [ "$borrows" = tree ] && model="-Zmiri-tree-borrows"
+    for target in "${targets[@]}"; do
+        echo "=== Miri, wake delivery, $borrows borrows, $target"
+        MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-preemption-rate=0.01 -Zmiri-many-seeds=0..8 $model" \
+            cargo +nightly miri test --target-dir target/miri --target "$target" --test liveness
+    done
+done
