@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# ThreadSanitizer over the racing tests: the ones where one thread may free a
+# node or a cause that another thread was just using (tests/handoff.rs,
+# tests/races.rs), and tests/guarantees.rs. Fails if TSan reports anything
+# that ci/tsan.supp does not suppress (each line there says why it is
+# benign).
+#
+# The races are timing-dependent, so each binary runs several times:
+# PHASEOUT_TSAN_RUNS=N (default 8; 30 for a thorough look). Every report is
+# counted (halt_on_error=0) and grouped by site with ci/tsan_sites.py, and
+# the logs are kept in target/tsan/logs/. PHASEOUT_TSAN_NO_SUPP=1 runs
+# without the suppressions, to see everything.
+set -euo pipefail
+cd "$(dirname "$0")"/..
+
+rustup toolchain install nightly --profile minimal --component rust-src
+
+target=x86_64-unknown-linux-gnu
+runs=${PHASEOUT_TSAN_RUNS:-8}
+tests=(handoff races guarantees)
+logs=target/tsan/logs
+
+# The whole std is rebuilt instrumented (-Zbuild-std): an uninstrumented std
+# hides its synchronisation from TSan and makes every thread spawn and join
+# a false race. Only `std`: no loom, no other features.
+export RUSTFLAGS="-Zsanitizer=thread"
+export RUSTDOCFLAGS="-Zsanitizer=thread"
+test_args=()
+for test in "${tests[@]}"; do test_args+=(--test "$test"); done
+cargo +nightly test -Zbuild-std --target "$target" --target-dir target/tsan \
+    --no-default-features --features std "${test_args[@]}" --no-run \
+    --message-format=json-render-diagnostics >target/tsan/build.json
+
+rm -rf "$logs"
+mkdir -p "$logs"
+supp="suppressions=$PWD/ci/tsan.supp"
+[ "${PHASEOUT_TSAN_NO_SUPP:-0}" = 1 ] && supp=""
+# exitcode=0: a report must not fail the test binary, so that every run and
+# every report is counted; they are counted from the logs below instead.
+# report_signal_unsafe=0: the signal tests' handlers are not run here, and
+# TSan's own check for them only adds noise. history_size: keeps the stack
+# of an earlier access longer, so that no report shows "failed to restore
+# the stack".
+export TSAN_OPTIONS="halt_on_error=0 exitcode=0 report_signal_unsafe=0 history_size=4 $supp"
+
+failed=0
+for test in "${tests[@]}"; do
+    # The test binary's path, from cargo's own JSON (not a glob of deps/).
+    exe=$(python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and m["target"]["name"] == sys.argv[2] and m["profile"]["test"]:
+        print(m["executable"])
+' target/tsan/build.json "$test")
+    for run in $(seq 1 "$runs"); do
+        log="$logs/$test-$run.log"
+        if ! "$exe" -q >"$log" 2>&1; then
+            echo "ci/tsan.sh: $test (run $run) failed:"
+            tail -n 30 "$log"
+            failed=1
+        fi
+    done
+done
+
+reports=$(cat "$logs"/*.log | grep -c '^WARNING: ThreadSanitizer' || true)
+
+
+echo "ci/tsan.sh: ${#tests[@]} test binaries x $runs runs: $reports unsuppressed reports"
+if [ "$reports" != 0 ]; then
+    python3 ci/tsan_sites.py "$logs"/*.log
+    echo "ci/tsan.sh: FAILED: ThreadSanitizer reported races (logs in $logs/)"
+    exit 1
+fi
+[ "$failed" = 0 ] || { echo "ci/tsan.sh: FAILED: a test failed"; exit 1; }
+echo "ci/tsan.sh: clean"
