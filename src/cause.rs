@@ -8,7 +8,7 @@ use core::fmt;
 use core::ptr::NonNull;
 
 use crate::node::{count_one_more, Label};
-use crate::sync::{fence, AtomicUsize, Ordering};
+use crate::sync::{last_count_acquire, AtomicUsize, Ordering};
 
 /// Why a node is shutting down: the cause given to
 /// [`cancel_with`](crate::Phaser::cancel_with), or the drop of an owner.
@@ -209,10 +209,12 @@ impl Drop for Cause {
         // Release/Acquire as for `Arc`: every use through other clones
         // happens-before the free.
         // SAFETY: this `Cause` holds a count, so the block is alive.
-        if unsafe { self.shared.as_ref().refs.fetch_sub(1, Ordering::Release) } != 1 {
+        let refs = unsafe { &self.shared.as_ref().refs };
+        if refs.fetch_sub(1, Ordering::Release) != 1 {
             return;
         }
-        fence(Ordering::Acquire);
+        // An acquire load of the count, not a fence: `last_count_acquire`.
+        last_count_acquire(refs);
         // SAFETY: that was the last count; the block came from `Box`.
         drop(unsafe { Box::from_raw(self.shared.as_ptr()) });
     }

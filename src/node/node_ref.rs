@@ -12,7 +12,7 @@ use core::ops::Deref;
 use core::ptr::NonNull;
 
 use super::Node;
-use crate::sync::{fence, AtomicUsize, Ordering};
+use crate::sync::{last_count_acquire, AtomicUsize, Ordering};
 
 /// A counted reference to a [`Node`]; the node is freed with the last one.
 pub(crate) struct NodeRef {
@@ -145,11 +145,12 @@ impl Drop for NodeRef {
     #[inline]
     fn drop(&mut self) {
         // Release/Acquire, as for `Arc`: every use of the node through other
-        // references happens-before the thread that frees it.
+        // references happens-before the thread that frees it. The acquire is
+        // a load of the count, not a fence (`last_count_acquire` says why).
         if self.refs.fetch_sub(1, Ordering::Release) != 1 {
             return;
         }
-        fence(Ordering::Acquire);
+        last_count_acquire(&self.refs);
         // SAFETY: this was the last count, so nothing else can reach the
         // node; it was allocated by `Box` in `new`.
         drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });
