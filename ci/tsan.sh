@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ThreadSanitizer over the racing tests: the ones where one thread may free a
 # node or a cause that another thread was just using (tests/handoff.rs,
-# tests/races.rs), and tests/guarantees.rs. Fails if TSan reports anything
+# tests/races.rs), tests/guarantees.rs, and the wake delivery's cross-thread
+# cases (tests/liveness.rs: wakers that cancel and drop on two threads). Fails if TSan reports anything
 # that ci/tsan.supp does not suppress (each line there says why it is
 # benign).
 #
@@ -19,7 +20,7 @@ rustup toolchain install nightly --profile minimal --component rust-src
 
 target=x86_64-unknown-linux-gnu
 runs=${PHASEOUT_TSAN_RUNS:-6}
-tests=(handoff races guarantees)
+tests=(handoff races guarantees liveness)
 logs=target/tsan/logs
 mkdir -p target/tsan
 
@@ -58,7 +59,7 @@ for line in open(sys.argv[1]):
         print(m["executable"])
 ' target/tsan/build.json "$test")
     times=$runs
-    [ "$test" = guarantees ] && times=$(((runs + 2) / 3))
+    case $test in guarantees | liveness) times=$(((runs + 2) / 3)) ;; esac
     # A binary built without TSan would pass here without checking anything.
     if ! grep -q __tsan_init "$exe"; then
         echo "ci/tsan.sh: $exe is not built with ThreadSanitizer"
