@@ -16,6 +16,9 @@
 //!
 //! A deadlock or a lost wake-up shows as a watchdog failure, never a hung
 //! test run.
+// Without `std` a waker runs inside event-listener's notify (README,
+// "Wakers"): these wakers that act or panic need it.
+#![cfg(feature = "std")]
 #![cfg(not(loom))]
 
 mod common;

@@ -3,6 +3,7 @@
 //! moved between threads, kept after its `Phaser` dropped, with Phasers
 //! dropped in any order and cancels/aborts racing.
 //! Run: cargo test --release --test review_liveness
+#![cfg(feature = "std")]
 mod review_util;
 
 use std::collections::VecDeque;

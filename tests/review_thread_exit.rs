@@ -1,5 +1,8 @@
 //! Guarantee 17 at thread exit: a `Phaser` dropped by a thread-local
 //! destructor, after phaseout's own thread-local (`DEFERRAL`) is gone.
+// Without `std` a waker runs inside event-listener's notify (README,
+// "Wakers"): these wakers that act or panic need it.
+#![cfg(feature = "std")]
 mod review_util;
 
 use std::cell::RefCell;
