@@ -154,12 +154,6 @@ fn undelivered(node: usize) -> MutexGuard<'static, Vec<Undelivered>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// What this thread is doing about wakes.
-struct Deferral {
-    /// The first panic of a waker since the running tree operation began.
-    panic: RefCell<Option<Box<dyn Any + Send>>>,
-}
-
 /// One `deliver` of this thread in its wake loop, linked to the one
 /// further up the stack.
 struct Frame {
@@ -169,11 +163,8 @@ struct Frame {
 
 #[cfg(not(loom))]
 std::thread_local! {
-    static DEFERRAL: Deferral = const {
-        Deferral {
-            panic: RefCell::new(None),
-        }
-    };
+    /// The first panic of a waker since the running tree operation began.
+    static HELD_PANIC: RefCell<Option<Box<dyn Any + Send>>> = const { RefCell::new(None) };
     /// The node and number of the `deliver` whose notify is running on
     /// this thread. No destructor: usable at thread exit too.
     static NOTIFYING: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
@@ -182,7 +173,7 @@ std::thread_local! {
     /// How many relays this thread has recorded (wrapping): a `deliver`
     /// compares it before and after its notify.
     static RECORDED: Cell<usize> = const { Cell::new(0) };
-    /// Whether `DEFERRAL.panic` holds a panic: a constant without a
+    /// Whether `HELD_PANIC` holds a panic: a constant without a
     /// destructor, so the check every tree operation ends with is one
     /// load.
     static PANIC_HELD: Cell<bool> = const { Cell::new(false) };
@@ -190,9 +181,7 @@ std::thread_local! {
 
 #[cfg(loom)]
 loom::thread_local! {
-    static DEFERRAL: Deferral = Deferral {
-        panic: RefCell::new(None),
-    };
+    static HELD_PANIC: RefCell<Option<Box<dyn Any + Send>>> = RefCell::new(None);
     static NOTIFYING: Cell<Option<(usize, usize)>> = Cell::new(None);
     static DELIVERING: Cell<*const Frame> = Cell::new(core::ptr::null());
     static RECORDED: Cell<usize> = Cell::new(0);
@@ -316,8 +305,8 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
 /// A waker panicked: keep the panic for the end of the tree operation
 /// that notified (the first one wins; [`raise_held`]).
 fn hold(panic: Box<dyn Any + Send>) {
-    let _ = DEFERRAL.try_with(|deferral| {
-        let mut slot = deferral.panic.borrow_mut();
+    let _ = HELD_PANIC.try_with(|slot| {
+        let mut slot = slot.borrow_mut();
         if slot.is_none() {
             *slot = Some(panic);
             let _ = PANIC_HELD.try_with(|held| held.set(true));
@@ -344,8 +333,8 @@ pub(crate) fn raise_held() {
         return; // inside a waker: the outer operation raises it
     }
     let _ = PANIC_HELD.try_with(|held| held.set(false));
-    let panic = DEFERRAL
-        .try_with(|deferral| deferral.panic.borrow_mut().take())
+    let panic = HELD_PANIC
+        .try_with(|slot| slot.borrow_mut().take())
         .ok()
         .flatten();
     if let Some(panic) = panic {
