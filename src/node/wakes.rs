@@ -296,6 +296,12 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
                 index += 1;
             }
         }
+        if list.is_empty() {
+            // No wake in flight here: give the capacity back, so that the
+            // lists hold memory only while wakes are in flight (guarantee
+            // 6; a delivery allocates anyway).
+            list.shrink_to_fit();
+        }
         mine
     };
     drop(delivered);
