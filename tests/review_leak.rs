@@ -9,23 +9,49 @@
 mod review_util;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 use phaseout::Phaser;
 use review_util::{poll_with, waker};
 
+/// Counts this thread's allocations only: the tests of this file run in
+/// parallel (and the harness allocates beside them), so a global count
+/// would add the other thread's allocations to the one measured.
 struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
 
+thread_local! {
+    /// Bytes allocated and not yet freed by this thread.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    /// Allocations made by this thread.
+    static ALLOCS: Cell<isize> = const { Cell::new(0) };
+}
+
+fn add(counter: &'static std::thread::LocalKey<Cell<isize>>, by: isize) {
+    // `try_with`: an allocation while this thread's locals are torn down
+    // is not counted rather than aborting the test.
+    let _ = counter.try_with(|c| c.set(c.get() + by));
+}
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
+
+fn allocs() -> isize {
+    ALLOCS.with(Cell::get)
+}
+
+// SAFETY: forwards to the system allocator and only adds counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        add(&LIVE, layout.size() as isize);
+        add(&ALLOCS, 1);
+        // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        add(&LIVE, -(layout.size() as isize));
+        // SAFETY: same contract as ours.
         unsafe { System.dealloc(ptr, layout) }
     }
 }
@@ -50,19 +76,17 @@ fn a_panicking_waker_does_not_leak_the_node_its_drop_drained() {
     for _ in 0..100 {
         one_cycle(); // warm-up: thread-locals, the undelivered list
     }
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live();
     for _ in 0..10_000 {
         one_cycle();
     }
-    let grown = LIVE.load(Ordering::Relaxed) - before;
+    let grown = live() - before;
     let _ = std::panic::take_hook();
     assert!(
         grown < 10_000,
         "10,000 drops with a panicking waker left {grown} bytes allocated"
     );
 }
-
-static ALLOCS: AtomicIsize = AtomicIsize::new(0);
 
 /// Cost (not a contract failure): a future's first pending poll now
 /// allocates a relay on top of event-listener's listener, and a finished
@@ -77,12 +101,12 @@ fn allocations_of_a_pending_poll() {
         let mut f = token.cancelled();
         let _ = poll_with(&mut f, &w);
     }
-    let count_before = ALLOCS.load(Ordering::Relaxed);
-    let bytes_before = LIVE.load(Ordering::Relaxed);
+    let count_before = allocs();
+    let bytes_before = live();
     let mut f = token.cancelled();
     assert!(poll_with(&mut f, &w).is_pending());
-    let held = LIVE.load(Ordering::Relaxed) - bytes_before;
-    let allocs = ALLOCS.load(Ordering::Relaxed) - count_before;
+    let held = live() - bytes_before;
+    let allocs = allocs() - count_before;
     eprintln!("one pending cancelled(): {allocs} allocations, {held} bytes held");
     drop(f);
     assert!(allocs <= 2);
