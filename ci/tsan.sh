@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ThreadSanitizer over the racing tests: the ones where one thread may free a
 # node or a cause that another thread was just using (tests/handoff.rs,
-# tests/races.rs), tests/guarantees.rs, and the wake delivery's cross-thread
+# tests/races.rs), tests/tree.rs, and the wake delivery's cross-thread
 # cases (tests/liveness.rs: wakers that cancel and drop on two threads). Fails if TSan reports anything
 # that ci/tsan.supp does not suppress (each line there says why it is
 # benign).
@@ -9,7 +9,7 @@
 # The races are timing-dependent, so each binary runs several times:
 # PHASEOUT_TSAN_RUNS=N times for handoff and races (default 6, which keeps
 # this script near 4 minutes on the 2-core CI machine, build included; 30
-# for a thorough look), a third as often for guarantees, which has never
+# for a thorough look), a third as often for tree, which has never
 # had a report. Every report is counted (halt_on_error=0) and grouped by
 # site with ci/tsan_sites.py, and the logs are kept in target/tsan/logs/.
 # PHASEOUT_TSAN_NO_SUPP=1 runs without the suppressions, to see everything.
@@ -20,7 +20,7 @@ rustup toolchain install nightly --profile minimal --component rust-src
 
 target=x86_64-unknown-linux-gnu
 runs=${PHASEOUT_TSAN_RUNS:-6}
-tests=(handoff races guarantees liveness)
+tests=(handoff races tree liveness)
 logs=target/tsan/logs
 mkdir -p target/tsan
 
@@ -59,7 +59,7 @@ for line in open(sys.argv[1]):
         print(m["executable"])
 ' target/tsan/build.json "$test")
     times=$runs
-    case $test in guarantees | liveness) times=$(((runs + 2) / 3)) ;; esac
+    case $test in tree | liveness) times=$(((runs + 2) / 3)) ;; esac
     # A binary built without TSan would pass here without checking anything.
     if ! grep -q __tsan_init "$exe"; then
         echo "ci/tsan.sh: $exe is not built with ThreadSanitizer"

@@ -131,3 +131,17 @@ pub fn within_a_minute(what: &str, f: impl FnOnce() + Send + 'static) {
         }
     }
 }
+
+/// A waker that runs `f` on every wake.
+pub fn waker(f: impl Fn() + Send + Sync + 'static) -> Waker {
+    struct FnWaker<F>(F);
+    impl<F: Fn() + Send + Sync + 'static> Wake for FnWaker<F> {
+        fn wake(self: Arc<Self>) {
+            (self.0)()
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            (self.0)()
+        }
+    }
+    Waker::from(Arc::new(FnWaker(f)))
+}

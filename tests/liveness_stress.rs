@@ -2,9 +2,8 @@
 //! whoever polls it, with a new waker on every poll (relay replacement),
 //! moved between threads, kept after its `Phaser` dropped, with Phasers
 //! dropped in any order and cancels/aborts racing.
-//! Run: cargo test --release --test review_liveness
+//! Run: cargo test --release --test liveness_stress
 #![cfg(feature = "std")]
-mod review_util;
 
 use std::collections::VecDeque;
 use std::future::{pending, Future};

@@ -1,5 +1,5 @@
 //! Guarantee 20 (feature `tracing`): a node's `turn` is logged before its
-//! `drained`. Run: cargo test --release --features tracing --test review_trace
+//! `drained`. Run: cargo test --release --features tracing --test timeline
 #![cfg(feature = "tracing")]
 
 use std::sync::Mutex;

@@ -1,4 +1,4 @@
-//! Version 0.2's everyday API: owned futures, `run_until_cancelled`,
+//! Stopping a program: owned futures, `run_until_cancelled`,
 //! `shutdown_within`, and `Report` as an error.
 
 mod common;

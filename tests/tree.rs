@@ -1,7 +1,7 @@
-//! One test (or more) per guarantee of the contract, single-threaded and
-//! hand-polled so every wake-up is counted exactly. Races are in
-//! `races.rs`, scale in `depth.rs` and `memory.rs`, executors in
-//! `executors.rs`.
+//! Guarantees 1–5 and 10 on a tree: order, scope, at once, refusal, drop,
+//! and bad use, single-threaded and hand-polled so every wake-up is counted
+//! exactly. The same under real thread races is in `races.rs`, scale in
+//! `depth.rs` and `memory.rs`, executors in `executors.rs`.
 
 mod common;
 
