@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Guarantee 9: the library builds without std on the contract's targets.
+# Guarantee 9 (crate docs, "Guarantees"): the library builds without std on
+# the targets it names.
 set -euxo pipefail
 cd "$(dirname "$0")"/..
 

@@ -79,6 +79,108 @@
 //!   one exits with status 128 + its number (130, 143).
 //!
 //! Without `std` the crate needs only `alloc`.
+//!
+//! # Wakers
+//!
+//! With `std`, a waker may do anything from inside `wake()`: poll its task
+//! inline, cancel, abort, drop a `Phaser`, a `Token` or a future, ask for a
+//! child, take a report, on any number of threads at once. event-listener
+//! calls wakers under its own lock, so phaseout never hands it yours: each
+//! waiting future registers a small waker of phaseout's own, and yours runs
+//! after the notify returned, with no lock held (guarantee 17). A waker
+//! that panics does not stop the cancel or drop that woke it; the panic
+//! comes out of that call once the walk is done. Without `std` there is no
+//! thread-local state to defer with: a waker runs inside the notify and
+//! must only schedule its task, as embassy's and other firmware executors'
+//! wakers do.
+//!
+//! # Guarantees
+//!
+//! The numbers are the ones comments and tests of this crate cite
+//! ("guarantee 14"). Each names the tests (in the repository's `tests/`)
+//! that fail when it breaks.
+//!
+//! 1. **Order.** A node's `turn()` never resolves, and `is_turn()` is never
+//!    true, before every node below it has drained. (`tree.rs`: `order_*`;
+//!    `races.rs`: `order_*`; `loom.rs`; the model check, `model.rs`.)
+//! 2. **Scope.** `cancel()` on a node cancels exactly its subtree; the
+//!    nodes above and beside it stay live. (`tree.rs`: `scope_*`.)
+//! 3. **At once.** When `cancel()` returns, every node of the subtree reads
+//!    cancelled and every task waiting on one of them has been woken,
+//!    whatever the interleaving. (`tree.rs`, `races.rs`: `at_once_*`;
+//!    `loom.rs`.)
+//! 4. **Refusal.** A cancelled node takes no new child: `child()` returns
+//!    [`ShutdownStarted`]. So a turn, once given, is never taken back.
+//!    (`tree.rs`, `races.rs`: `refusal_*`.)
+//! 5. **Drop.** Dropping a `Phaser` with live children cancels them and
+//!    never blocks; the node drains when its last child drains. A `Phaser`
+//!    dropped while its thread panics drains the same way and is reported
+//!    `panicked` (with `std`). (`tree.rs`, `races.rs`: `drop_*`.)
+//! 6. **Bounded memory.** A drained node is freed once no handle refers to
+//!    it, and a live parent keeps nothing of children that came and went.
+//!    (`memory.rs`.)
+//! 7. **Depth.** Cancelling, draining and dropping a chain a million nodes
+//!    deep works on a small stack: no recursion over the tree. (`depth.rs`.)
+//! 8. **Any executor.** The same behaviour on smol, async-std, tokio,
+//!    futures-executor, pollster and embassy; the crate depends on none.
+//!    (`executors.rs`, `wakers.rs`; embassy in `examples/firmware-cortex-m`,
+//!    run under QEMU by `ci/firmware.sh`.)
+//! 9. **no_std.** Without default features the crate needs only `alloc` and
+//!    builds for `thumbv7em-none-eabihf`, and, with feature
+//!    `portable-atomic`, for targets without compare-and-swap
+//!    (`thumbv6m-none-eabi`, `riscv32imc-unknown-none-elf`).
+//!    (`ci/no-std.sh`, `ci/features.sh`, `ci/firmware.sh` under QEMU.)
+//! 10. **Bad use gets a clear answer.** A child of a cancelled node is an
+//!     `Err`; a second `cancel()` does nothing; a child that never finishes
+//!     holds its parent's turn forever (the caller's bug), and `report()`
+//!     and `turn_within()` name it. (`tree.rs`: `bad_use_*`.)
+//! 11. **No undefined behaviour from safe code, on any target.** No count
+//!     wraps (past `isize::MAX` references the process aborts, as with
+//!     `Arc`), and no reference to a node is held across a step that may
+//!     let another thread free it. (`handoff.rs` under Miri with
+//!     preemption, Stacked and Tree Borrows, 64- and 32-bit; `limits.rs`.)
+//! 12. **No unbounded spinning with `std`.** A thread that finds a child
+//!     list locked spins briefly, then sleeps until it is released: a
+//!     `SCHED_FIFO` thread never livelocks against a preempted holder.
+//!     (`realtime.rs`; `benches/oversubscribed.rs` measures dozens of
+//!     threads on two cores beside tokio-util.)
+//! 13. **A panic leaves no lock held and the tree consistent**, whatever it
+//!     comes from: the child limit, an allocation, a waker.
+//!     (`limits.rs`, `liveness.rs`, `wakers.rs`, `memory.rs`.)
+//! 14. **Guarantee 3 with concurrent cancels.** When any `cancel()` or
+//!     `abort()` returns, every waiter of its subtree has been woken, even
+//!     where another thread's walk marked the nodes first and is still
+//!     waking them. (`wakers.rs`: `at_once_holds_while_another_cancel_is_still_waking`;
+//!     `abort.rs`; `loom.rs`.)
+//! 15. *(0.2: a list of what a waker must not do. Replaced by 17.)*
+//! 16. **Every wait resolves.** Each future and each blocking wait resolves
+//!     once its condition holds, whoever holds it and whatever was dropped
+//!     first: after its `Phaser` was dropped, on a drained node, with the
+//!     children dropped in any order. A report never names a node as held
+//!     up by zero children. (`liveness.rs`, `liveness_stress.rs`, the model
+//!     check with futures as actors, `loom.rs`.)
+//! 17. **Wakers may act.** See [Wakers](#wakers): with `std`, anything a
+//!     task may do, from inside `wake()`, on any number of threads, and 3
+//!     and 14 still hold. (`wakers.rs`, `liveness.rs`, the model check's
+//!     acting wakers, `loom.rs`.)
+//! 18. **Causes say why.** A dropped `Phaser` gives the cause "the owner of
+//!     `x` finished" only where its drop is the node's first cancellation;
+//!     dropped after a cancel, what its drop cancels gets the node's own
+//!     cause, or none after a plain `cancel()`. (`causes.rs`, `liveness.rs`,
+//!     `wakers.rs`: `under_attack`.)
+//! 19. **Fork.** A child made by `fork` that installs its own signal
+//!     handler gets its own signals and its `stop()` returns; a live child
+//!     never takes its parent's. (`fork.rs`, feature `signal`.)
+//! 20. **The timeline reads in causal order.** With `tracing` or `defmt`, a
+//!     node's `turn` is logged before its `drained` and before anything its
+//!     turn woke. (`tracing.rs`, `timeline.rs`.)
+//! 21. **Unwind-safe handles.** [`Phaser`], [`Token`] and the futures are
+//!     `UnwindSafe` and `RefUnwindSafe`. (`liveness.rs`:
+//!     `handles_and_futures_are_unwind_safe`.)
+//!
+//! Besides these, each item's documentation says what it does, and
+//! `causes.rs`, `abort.rs`, `stopping.rs`, `futures.rs`, `tracing.rs` and
+//! `signal.rs` test those promises.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -1,4 +1,5 @@
-//! Escalation: `abort()` after the grace period (contract, "Escalation").
+//! Escalation: `abort()` after the grace period (`Phaser::abort`; guarantees
+//! 2, 3, 4 and 14 hold for it as for `cancel()`).
 
 mod common;
 

@@ -1,4 +1,5 @@
-//! Causes: why a node is shutting down (contract, "Causes").
+//! Causes: why a node is shutting down (`Cause`, `cancel_with`, `cause()`;
+//! guarantee 18 in the crate docs).
 
 mod common;
 
@@ -178,7 +179,7 @@ fn a_report_shows_each_cause_once_on_the_highest_node() {
     assert!(shown.contains("  db: cancelled, waiting for 1 child to finish (cause: disk full)\n"));
 }
 
-/// Guarantee of the contract: the cause is final as soon as `is_cancelled()`
+/// As `Phaser::cause` promises: the cause is final as soon as `is_cancelled()`
 /// reads true, and never changes afterwards, while two nested
 /// `cancel_with` calls race.
 #[test]

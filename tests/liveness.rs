@@ -1,8 +1,8 @@
 //! Guarantees 16–18 and 21: every wait resolves, wakers may act, causes say
 //! why, and the handles are unwind-safe.
 //!
-//! Each test here reproduces a defect found in 0.2 (issue 18 of the
-//! tracker) and failed on 0.2's code:
+//! Each test here reproduces a defect found in 0.2 (CHANGELOG, 0.3.0)
+//! and failed on 0.2's code:
 //!
 //! * a future kept after its `Phaser` was dropped is woken when the node's
 //!   last child drains (guarantee 16);
@@ -16,7 +16,7 @@
 //!
 //! A deadlock or a lost wake-up shows as a watchdog failure, never a hung
 //! test run.
-// Without `std` a waker runs inside event-listener's notify (README,
+// Without `std` a waker runs inside event-listener's notify (crate docs,
 // "Wakers"): these wakers that act or panic need it.
 #![cfg(feature = "std")]
 #![cfg(not(loom))]

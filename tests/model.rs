@@ -239,7 +239,7 @@ fn text(cause: Option<Cause>) -> Option<String> {
 /// (on unless `PHASEOUT_MODEL_ACTING_WAKERS=0`).
 fn acting_wakers() -> bool {
     // Without `std` a waker runs inside event-listener's notify and must
-    // only schedule its task (README, "Wakers").
+    // only schedule its task (crate docs, "Wakers").
     cfg!(feature = "std")
         && std::env::var("PHASEOUT_MODEL_ACTING_WAKERS").map_or(true, |value| value != "0")
 }

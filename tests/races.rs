@@ -1,5 +1,6 @@
 //! Guarantees under real thread races. Each of these went red when the code
-//! was broken on purpose (see the closing note of the core issue).
+//! was broken on purpose. The numbers are those of the crate docs,
+//! "Guarantees".
 #![cfg(feature = "std")]
 
 mod common;

@@ -277,7 +277,7 @@ fn waiting_with(token: &Token, waker: Waker) -> impl Future<Output = ()> + Unpin
 #[test]
 #[cfg_attr(
     not(feature = "std"),
-    ignore = "needs std: without it a waker runs inside the notify (README, Wakers)"
+    ignore = "needs std: without it a waker runs inside the notify (crate docs, Wakers)"
 )]
 fn a_waker_may_cancel_the_node_it_is_woken_for() {
     within_a_minute("cancel from wake()", || {
@@ -292,7 +292,7 @@ fn a_waker_may_cancel_the_node_it_is_woken_for() {
 #[test]
 #[cfg_attr(
     not(feature = "std"),
-    ignore = "needs std: without it a waker runs inside the notify (README, Wakers)"
+    ignore = "needs std: without it a waker runs inside the notify (crate docs, Wakers)"
 )]
 fn a_waker_may_cancel_an_ancestor_of_the_node_it_is_woken_for() {
     within_a_minute("ancestor cancel from wake()", || {
@@ -311,7 +311,7 @@ fn a_waker_may_cancel_an_ancestor_of_the_node_it_is_woken_for() {
 #[test]
 #[cfg_attr(
     not(feature = "std"),
-    ignore = "needs std: without it a waker runs inside the notify (README, Wakers)"
+    ignore = "needs std: without it a waker runs inside the notify (crate docs, Wakers)"
 )]
 fn a_waker_may_drop_the_phaser_of_the_node_it_is_woken_for() {
     within_a_minute("owner drop from wake()", || {

@@ -56,7 +56,7 @@
 //!
 //! Without `std` none of this exists: a waker runs inside event-listener's
 //! notify, so it must only schedule its task, which is what every firmware
-//! executor's waker does (README, "Wakers").
+//! executor's waker does (crate docs, "Wakers").
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
