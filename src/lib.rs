@@ -243,3 +243,28 @@ mod send_sync_checks {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guides' examples (`docs/`), compiled and run as doc tests too.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/stopping.md")]
+pub struct StoppingGuideDoctests;
+
+/// See [`StoppingGuideDoctests`].
+#[cfg(doctest)]
+#[doc = include_str!("../docs/deployment.md")]
+pub struct DeploymentGuideDoctests;
+
+/// See [`StoppingGuideDoctests`].
+#[cfg(doctest)]
+#[doc = include_str!("../docs/embedded.md")]
+pub struct EmbeddedGuideDoctests;
+
+/// See [`StoppingGuideDoctests`].
+#[cfg(doctest)]
+#[doc = include_str!("../docs/performance.md")]
+pub struct PerformanceGuideDoctests;
+
+/// See [`StoppingGuideDoctests`].
+#[cfg(doctest)]
+#[doc = include_str!("../docs/architecture.md")]
+pub struct ArchitectureGuideDoctests;

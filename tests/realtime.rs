@@ -10,7 +10,7 @@
 //! and wakes it.
 //!
 //! Only with `std`: without it there is nothing to sleep on and a waiter
-//! spins, so this scenario livelocks by design (README, "How it works").
+//! spins, so this scenario livelocks by design (docs/architecture.md).
 //!
 //! Needs permission to use `SCHED_FIFO` (root, or `CAP_SYS_NICE`); where it is
 //! refused the test says so and passes without running. The scenario runs in
