@@ -5,10 +5,9 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use core::error::Error;
 use core::fmt;
-use core::ptr::NonNull;
 
-use crate::node::{count_one_more, Label};
-use crate::sync::{last_count_acquire, AtomicUsize, Ordering};
+use crate::counted::Counted;
+use crate::label::Label;
 
 /// Why a node is shutting down: the cause given to
 /// [`cancel_with`](crate::Phaser::cancel_with), or the drop of an owner.
@@ -45,19 +44,11 @@ use crate::sync::{last_count_acquire, AtomicUsize, Ordering};
 /// assert_eq!(cause.to_string(), "No space left on device");
 /// assert!(cause.downcast_ref::<std::io::Error>().is_some());
 /// ```
-pub struct Cause {
-    shared: NonNull<Shared>,
-}
+#[derive(Clone)]
+pub struct Cause(Counted<What>);
 
-/// The heap block of a cause, shared by its clones.
-struct Shared {
-    /// How many `Cause`s (and node slots) refer to this block.
-    refs: AtomicUsize,
-    what: What,
-}
-
-/// What the cause says.
-enum What {
+/// What a cause says: the shared part of a `Cause` and its clones.
+pub(crate) enum What {
     Message(Cow<'static, str>),
     Error(Box<dyn Error + Send + Sync>),
     /// A `Phaser` was dropped before its node was cancelled. Its label and
@@ -70,12 +61,6 @@ enum What {
     },
 }
 
-// SAFETY: a `Cause` gives only shared access to `What`, whose contents are
-// `Send + Sync`, and its count is atomic: the same reasoning as `Arc`.
-unsafe impl Send for Cause {}
-// SAFETY: as above.
-unsafe impl Sync for Cause {}
-
 // Unwind safety: a `Cause` never changes after it is made (its count
 // aside, which is atomic), and it hands out only shared references to what
 // it wraps. A wrapped error is `Sync`, so whatever interior mutability it
@@ -83,8 +68,8 @@ unsafe impl Sync for Cause {}
 // poisons, an atomic is never half-written). So a `Cause`, and a `Report`
 // or a `TurnWithin` holding one, can cross `catch_unwind` as a `Token` can
 // (guarantee 21).
-impl core::panic::UnwindSafe for Cause {}
-impl core::panic::RefUnwindSafe for Cause {}
+impl core::panic::UnwindSafe for What {}
+impl core::panic::RefUnwindSafe for What {}
 
 impl Cause {
     /// A cause that wraps an error, such as the `io::Error` that made a
@@ -100,7 +85,7 @@ impl Cause {
     /// assert_eq!(cause.downcast_ref::<io::Error>().unwrap().kind(), io::ErrorKind::Other);
     /// ```
     pub fn new<E: Error + Send + Sync + 'static>(error: E) -> Self {
-        Self::from_what(What::Error(Box::new(error)))
+        Self(Counted::new(What::Error(Box::new(error))))
     }
 
     /// The wrapped error, if this cause was made by [`Cause::new`] from an
@@ -124,7 +109,7 @@ impl Cause {
     /// assert!(phaseout::Cause::from("a message").downcast_ref::<PowerFail>().is_none());
     /// ```
     pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
-        match &self.what() {
+        match &*self.0 {
             What::Error(error) => error.downcast_ref::<E>(),
             _ => None,
         }
@@ -133,90 +118,17 @@ impl Cause {
     /// The cause of a node cancelled by its own `Phaser`'s drop (and of
     /// the nodes that drop's walk reached first).
     pub(crate) fn owner_finished(label: Option<Label>, panicked: bool) -> Self {
-        Self::from_what(What::OwnerFinished { label, panicked })
+        Self(Counted::new(What::OwnerFinished { label, panicked }))
     }
 
-    fn from_what(what: What) -> Self {
-        let shared = Box::new(Shared {
-            refs: AtomicUsize::new(1),
-            what,
-        });
-        Self {
-            shared: NonNull::from(Box::leak(shared)),
-        }
+    /// The counted pointer, for a node's cause slot (`node/meta.rs`).
+    pub(crate) fn into_counted(self) -> Counted<What> {
+        self.0
     }
 
-    fn what(&self) -> &What {
-        // SAFETY: this `Cause` holds a count, so the block is alive.
-        unsafe { &self.shared.as_ref().what }
-    }
-
-    /// Gives this cause's count to the caller as a pointer (for a node's
-    /// cause slot); at least 4-aligned, so its two low bits are free.
-    pub(crate) fn into_raw(self) -> *mut u8 {
-        let ptr = self.shared.as_ptr().cast::<u8>();
-        core::mem::forget(self);
-        ptr
-    }
-
-    /// A new count of the cause at `ptr`, which stays where it is.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` came from [`into_raw`](Self::into_raw), and that count has not
-    /// been given back with [`from_raw`](Self::from_raw) yet.
-    pub(crate) unsafe fn clone_raw(ptr: *mut u8) -> Self {
-        let shared = ptr.cast::<Shared>();
-        // SAFETY: the count from `into_raw` keeps the block alive.
-        count_one_more(unsafe { &(*shared).refs }, CAUSE);
-        Self {
-            // SAFETY: `into_raw` pointers are never null.
-            shared: unsafe { NonNull::new_unchecked(shared) },
-        }
-    }
-
-    /// Takes back the count given away by [`into_raw`](Self::into_raw).
-    ///
-    /// # Safety
-    ///
-    /// `ptr` came from `into_raw`, and this is the only `from_raw` for it.
-    pub(crate) unsafe fn from_raw(ptr: *mut u8) -> Self {
-        Self {
-            // SAFETY: `into_raw` pointers are never null.
-            shared: unsafe { NonNull::new_unchecked(ptr.cast::<Shared>()) },
-        }
-    }
-}
-
-/// Pointers to `Shared` leave the two low bits free for a tag.
-const _: () = assert!(core::mem::align_of::<Shared>() >= 4);
-
-/// A cause's name in the abort message of too many clones.
-const CAUSE: &str = "a cause";
-
-impl Clone for Cause {
-    fn clone(&self) -> Self {
-        // SAFETY: this `Cause` holds a count, so the block is alive.
-        count_one_more(unsafe { &self.shared.as_ref().refs }, CAUSE);
-        Self {
-            shared: self.shared,
-        }
-    }
-}
-
-impl Drop for Cause {
-    fn drop(&mut self) {
-        // Release/Acquire as for `Arc`: every use through other clones
-        // happens-before the free.
-        // SAFETY: this `Cause` holds a count, so the block is alive.
-        let refs = unsafe { &self.shared.as_ref().refs };
-        if refs.fetch_sub(1, Ordering::Release) != 1 {
-            return;
-        }
-        // An acquire load of the count, not a fence: `last_count_acquire`.
-        last_count_acquire(refs);
-        // SAFETY: that was the last count; the block came from `Box`.
-        drop(unsafe { Box::from_raw(self.shared.as_ptr()) });
+    /// A cause from the counted pointer of one.
+    pub(crate) fn from_counted(counted: Counted<What>) -> Self {
+        Self(counted)
     }
 }
 
@@ -228,7 +140,7 @@ impl From<&'static str> for Cause {
     /// assert_eq!(cause.to_string(), "SIGTERM");
     /// ```
     fn from(message: &'static str) -> Self {
-        Self::from_what(What::Message(Cow::Borrowed(message)))
+        Self(Counted::new(What::Message(Cow::Borrowed(message))))
     }
 }
 
@@ -240,13 +152,13 @@ impl From<String> for Cause {
     /// assert_eq!(cause.to_string(), "`db` failed");
     /// ```
     fn from(message: String) -> Self {
-        Self::from_what(What::Message(Cow::Owned(message)))
+        Self(Counted::new(What::Message(Cow::Owned(message))))
     }
 }
 
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.what() {
+        match &*self.0 {
             What::Message(message) => f.write_str(message),
             What::Error(error) => fmt::Display::fmt(error, f),
             What::OwnerFinished { label, panicked } => {
@@ -262,7 +174,7 @@ impl fmt::Display for Cause {
 
 impl fmt::Debug for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.what() {
+        match &*self.0 {
             What::Message(message) => f.debug_tuple("Cause").field(message).finish(),
             What::Error(error) => f.debug_tuple("Cause").field(error).finish(),
             What::OwnerFinished { .. } => f
@@ -277,7 +189,7 @@ impl Error for Cause {
     /// The wrapped error's own source: the wrapped error itself is what
     /// `Display` shows, so it is not repeated as a source.
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self.what() {
+        match &*self.0 {
             What::Error(error) => error.source(),
             _ => None,
         }

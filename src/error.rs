@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use crate::node::Label;
+use crate::label::Label;
 
 /// The error of [`Phaser::child`](crate::Phaser::child): the node is already
 /// shutting down, so it accepts no new child and none was created.

@@ -30,20 +30,20 @@ use core::task::{Context, Poll};
 
 use futures_core::FusedFuture;
 
-use crate::node::{state, NodeRef, Waiter};
+use crate::node::{NodeRef, State, Waiter};
 use crate::Report;
 
 /// Waits until a condition on the node's state word holds: the machinery
 /// shared by every future here.
 struct Until {
     node: NodeRef,
-    ready: fn(usize) -> bool,
+    ready: fn(State) -> bool,
     waiter: Waiter,
     done: bool,
 }
 
 impl Until {
-    fn new(node: NodeRef, ready: fn(usize) -> bool) -> Self {
+    fn new(node: NodeRef, ready: fn(State) -> bool) -> Self {
         Self {
             node,
             ready,
@@ -69,151 +69,109 @@ impl Until {
     }
 }
 
-/// The future returned by `cancelled()` on a [`Phaser`](crate::Phaser) or a
-/// [`Token`](crate::Token): ready once the node is cancelled.
-///
-/// It owns a reference to the node, so it is `'static`, and it never keeps
-/// the node from draining.
-///
-/// ```
-/// let root = phaseout::Phaser::new();
-/// let cancelled = root.token().cancelled();
-/// root.cancel();
-/// pollster::block_on(cancelled);
-/// ```
-#[must_use = "futures do nothing unless polled"]
-pub struct Cancelled {
-    until: Until,
+/// Defines a future that waits on an [`Until`]: the struct, `new`,
+/// `Future`, `FusedFuture` and `Debug`. The doc comment is the caller's.
+macro_rules! until_future {
+    ($(#[$doc:meta])* $name:ident, $ready:path) => {
+        $(#[$doc])*
+        #[must_use = "futures do nothing unless polled"]
+        pub struct $name {
+            until: Until,
+        }
+
+        impl $name {
+            pub(crate) fn new(node: NodeRef) -> Self {
+                Self {
+                    until: Until::new(node, $ready),
+                }
+            }
+        }
+
+        impl Future for $name {
+            type Output = ();
+
+            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+                self.get_mut().until.poll(cx)
+            }
+        }
+
+        impl FusedFuture for $name {
+            fn is_terminated(&self) -> bool {
+                self.until.done
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.until.debug(f, stringify!($name))
+            }
+        }
+    };
+}
+
+until_future! {
+    /// The future returned by `cancelled()` on a [`Phaser`](crate::Phaser) or a
+    /// [`Token`](crate::Token): ready once the node is cancelled.
+    ///
+    /// It owns a reference to the node, so it is `'static`, and it never keeps
+    /// the node from draining.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let cancelled = root.token().cancelled();
+    /// root.cancel();
+    /// pollster::block_on(cancelled);
+    /// ```
+    Cancelled,
+    State::is_cancelled
 }
 
 impl Cancelled {
-    pub(crate) fn new(node: NodeRef) -> Self {
-        Self {
-            until: Until::new(node, state::is_cancelled),
-        }
-    }
-
     /// Polls without pinning (it is `Unpin`); for the futures built on it.
     fn poll_unpinned(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.until.poll(cx)
     }
 }
 
-impl Future for Cancelled {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.get_mut().until.poll(cx)
-    }
+until_future! {
+    /// The future returned by `aborted()` on a [`Phaser`](crate::Phaser) or a
+    /// [`Token`](crate::Token): ready once the node is aborted, the signal to
+    /// abandon the work in hand.
+    ///
+    /// It owns a reference to the node, so it is `'static`, and it never keeps
+    /// the node from draining.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let aborted = root.token().aborted();
+    /// root.abort();
+    /// pollster::block_on(aborted);
+    /// ```
+    Aborted,
+    State::is_aborted
 }
 
-impl FusedFuture for Cancelled {
-    fn is_terminated(&self) -> bool {
-        self.until.done
-    }
-}
-
-impl fmt::Debug for Cancelled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.until.debug(f, "Cancelled")
-    }
-}
-
-/// The future returned by `aborted()` on a [`Phaser`](crate::Phaser) or a
-/// [`Token`](crate::Token): ready once the node is aborted, the signal to
-/// abandon the work in hand.
-///
-/// It owns a reference to the node, so it is `'static`, and it never keeps
-/// the node from draining.
-///
-/// ```
-/// let root = phaseout::Phaser::new();
-/// let aborted = root.token().aborted();
-/// root.abort();
-/// pollster::block_on(aborted);
-/// ```
-#[must_use = "futures do nothing unless polled"]
-pub struct Aborted {
-    until: Until,
-}
-
-impl Aborted {
-    pub(crate) fn new(node: NodeRef) -> Self {
-        Self {
-            until: Until::new(node, state::is_aborted),
-        }
-    }
-}
-
-impl Future for Aborted {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.get_mut().until.poll(cx)
-    }
-}
-
-impl FusedFuture for Aborted {
-    fn is_terminated(&self) -> bool {
-        self.until.done
-    }
-}
-
-impl fmt::Debug for Aborted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.until.debug(f, "Aborted")
-    }
-}
-
-/// The future returned by [`Phaser::turn`](crate::Phaser::turn) and
-/// [`Phaser::shutdown`](crate::Phaser::shutdown): ready once the node is
-/// cancelled and every node below it has drained.
-///
-/// It owns a reference to the node, so it is `'static` and can wait in a
-/// spawned task while the `Phaser` stays with its owner. That reference
-/// keeps the node's memory, not its shutdown: the node still drains when its
-/// `Phaser` is dropped.
-///
-/// ```
-/// let root = phaseout::Phaser::new();
-/// let child = root.child().unwrap();
-/// let turn = root.turn(); // owned: it does not borrow `root`
-/// let waiter = std::thread::spawn(move || pollster::block_on(turn));
-/// root.cancel();
-/// drop(child); // the child is done: now it is the root's turn
-/// waiter.join().unwrap();
-/// ```
-#[must_use = "futures do nothing unless polled"]
-pub struct Turn {
-    until: Until,
-}
-
-impl Turn {
-    pub(crate) fn new(node: NodeRef) -> Self {
-        Self {
-            until: Until::new(node, state::is_turn),
-        }
-    }
-}
-
-impl Future for Turn {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.get_mut().until.poll(cx)
-    }
-}
-
-impl FusedFuture for Turn {
-    fn is_terminated(&self) -> bool {
-        self.until.done
-    }
-}
-
-impl fmt::Debug for Turn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.until.debug(f, "Turn")
-    }
+until_future! {
+    /// The future returned by [`Phaser::turn`](crate::Phaser::turn) and
+    /// [`Phaser::shutdown`](crate::Phaser::shutdown): ready once the node is
+    /// cancelled and every node below it has drained.
+    ///
+    /// It owns a reference to the node, so it is `'static` and can wait in a
+    /// spawned task while the `Phaser` stays with its owner. That reference
+    /// keeps the node's memory, not its shutdown: the node still drains when its
+    /// `Phaser` is dropped.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let child = root.child().unwrap();
+    /// let turn = root.turn(); // owned: it does not borrow `root`
+    /// let waiter = std::thread::spawn(move || pollster::block_on(turn));
+    /// root.cancel();
+    /// drop(child); // the child is done: now it is the root's turn
+    /// waiter.join().unwrap();
+    /// ```
+    Turn,
+    State::is_turn
 }
 
 /// The future returned by [`Phaser::turn_within`](crate::Phaser::turn_within)
@@ -249,7 +207,7 @@ pub struct TurnWithin<D> {
 impl<D: Future> TurnWithin<D> {
     pub(crate) fn new(node: NodeRef, deadline: D) -> Self {
         Self {
-            turn: Until::new(node, state::is_turn),
+            turn: Until::new(node, State::is_turn),
             deadline: Box::pin(deadline),
             result: None,
         }
@@ -271,7 +229,7 @@ impl<D: Future> Future for TurnWithin<D> {
         } else if this.deadline.as_mut().poll(cx).is_ready() {
             // The turn may have come since it was polled: a report taken
             // now would name nobody (guarantee 16).
-            if state::is_turn(this.turn.node.load()) {
+            if this.turn.node.state().is_turn() {
                 Ok(())
             } else {
                 Err(Report::of(&this.turn.node))
@@ -299,33 +257,37 @@ impl<D> fmt::Debug for TurnWithin<D> {
     }
 }
 
-/// The future returned by `run_until_cancelled(fut)` on a
-/// [`Phaser`](crate::Phaser) or a [`Token`](crate::Token): `Some(output)` if
-/// `fut` completes first, `None` once the node is cancelled.
-///
-/// Cancellation is checked before `fut` on every poll, so a cancelled node
-/// never starts one more unit of work: when both are ready it is `None`,
-/// and `fut` is dropped at that moment (not when this future is). It owns
-/// `fut` and a reference to the node, so it is `'static` when `fut` is, and
-/// it needs no allocation. It is `Unpin` when `fut` is.
-///
-/// ```
-/// use std::future::{pending, ready};
-///
-/// let root = phaseout::Phaser::new();
-/// let token = root.token();
-/// assert_eq!(pollster::block_on(token.run_until_cancelled(ready(7))), Some(7));
-/// root.cancel();
-/// // Cancelled: even a ready future is not run.
-/// assert_eq!(pollster::block_on(token.run_until_cancelled(ready(7))), None);
-/// assert_eq!(pollster::block_on(token.run_until_cancelled(pending::<()>())), None);
-/// ```
-#[must_use = "futures do nothing unless polled"]
-pub struct RunUntilCancelled<F: Future> {
-    cancelled: Cancelled,
-    /// `None` once it returned `Ready`: the work is dropped as soon as its
-    /// result (or the cancellation) is known.
-    fut: Option<F>,
+pin_project_lite::pin_project! {
+    /// The future returned by `run_until_cancelled(fut)` on a
+    /// [`Phaser`](crate::Phaser) or a [`Token`](crate::Token): `Some(output)` if
+    /// `fut` completes first, `None` once the node is cancelled.
+    ///
+    /// Cancellation is checked before `fut` on every poll, so a cancelled node
+    /// never starts one more unit of work: when both are ready it is `None`,
+    /// and `fut` is dropped at that moment (not when this future is). It owns
+    /// `fut` and a reference to the node, so it is `'static` when `fut` is, and
+    /// it needs no allocation. It is `Unpin` when `fut` is.
+    ///
+    /// ```
+    /// use std::future::{pending, ready};
+    ///
+    /// let root = phaseout::Phaser::new();
+    /// let token = root.token();
+    /// assert_eq!(pollster::block_on(token.run_until_cancelled(ready(7))), Some(7));
+    /// root.cancel();
+    /// // Cancelled: even a ready future is not run.
+    /// assert_eq!(pollster::block_on(token.run_until_cancelled(ready(7))), None);
+    /// assert_eq!(pollster::block_on(token.run_until_cancelled(pending::<()>())), None);
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RunUntilCancelled<F: Future> {
+        cancelled: Cancelled,
+        // `None` once it returned `Ready`: the work is dropped as soon as
+        // its result (or the cancellation) is known. Pinned structurally
+        // (pin-project-lite writes the projection, so no `unsafe` here).
+        #[pin]
+        fut: Option<F>,
+    }
 }
 
 impl<F: Future> RunUntilCancelled<F> {
@@ -341,15 +303,8 @@ impl<F: Future> Future for RunUntilCancelled<F> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: structural pinning of `fut` only. `fut` is never moved out
-        // of its place: it is polled through `Pin` and dropped in place by
-        // `Pin::set`; the type has no `Drop` impl that could move it, and it
-        // is `Unpin` only when `F` is (auto trait). `cancelled` is `Unpin`
-        // and is not pinned structurally, so the `&mut` to it is fine.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: see above; `this.fut` stays where it is for as long as
-        // `self` is pinned.
-        let mut fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        let this = self.project();
+        let mut fut = this.fut;
         if fut.is_none() {
             // Polled again after it was ready: cancellation is final, and
             // nothing else can be returned.

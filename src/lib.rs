@@ -199,12 +199,13 @@
 extern crate alloc;
 
 mod cause;
+mod counted;
 #[cfg(feature = "defmt")]
 mod defmt_format;
 mod error;
 pub mod futures;
+mod label;
 mod node;
-mod observe;
 mod phaser;
 mod report;
 #[cfg(feature = "signal")]

@@ -2,11 +2,10 @@
 
 use core::fmt;
 use core::future::Future;
-use core::mem::ManuallyDrop;
 
 use crate::futures::{Turn, TurnWithin};
-use crate::node::{self, state, Label, Node, NodeRef};
-use crate::observe::observer_methods;
+use crate::label::Label;
+use crate::node::{self, NodeRef, Owner};
 use crate::{Report, ShutdownStarted, Token};
 
 /// The owner of one node of the shutdown tree.
@@ -101,9 +100,9 @@ use crate::{Report, ShutdownStarted, Token};
 /// # for worker in workers { worker.join().unwrap(); }
 /// ```
 pub struct Phaser {
-    /// Dropped by hand: when the node cannot drain yet, this reference is
-    /// left to the node itself (node invariant #6).
-    node: ManuallyDrop<NodeRef>,
+    /// The owner's count of the node: its drop is the owner's exit, which
+    /// cancels the subtree and drains the node (`node::Owner`).
+    node: Owner,
 }
 
 impl Phaser {
@@ -129,7 +128,7 @@ impl Phaser {
 
     fn root(label: Option<Label>) -> Self {
         Self {
-            node: ManuallyDrop::new(NodeRef::new(Node::new(label, core::ptr::null()))),
+            node: Owner::root(label),
         }
     }
 
@@ -175,10 +174,8 @@ impl Phaser {
 
     #[inline]
     fn make_child(&self, label: Option<Label>) -> Result<Phaser, ShutdownStarted> {
-        match node::new_child(&self.node, label) {
-            Some(node) => Ok(Phaser {
-                node: ManuallyDrop::new(node),
-            }),
+        match self.node.child(label) {
+            Some(node) => Ok(Phaser { node }),
             None => Err(ShutdownStarted::new(self.node.label_cow())),
         }
     }
@@ -216,7 +213,7 @@ impl Phaser {
     /// ```
     #[inline]
     pub fn is_turn(&self) -> bool {
-        state::is_turn(self.node.load())
+        self.node.state().is_turn()
     }
 
     /// Cancels this node's subtree at once (when called, not when first
@@ -252,7 +249,7 @@ impl Phaser {
     /// ```
     #[inline]
     pub fn live_children(&self) -> usize {
-        state::live_children(self.node.load())
+        self.node.state().live_children()
     }
 
     /// A [`Token`] for this node: cheap to clone, can observe and request
@@ -362,7 +359,7 @@ impl Phaser {
     /// root.wait_turn();
     /// ```
     pub fn wait_turn(&self) {
-        node::wait_until(&self.node, state::is_turn, None);
+        node::wait_until(&self.node, node::State::is_turn, None);
     }
 
     /// Blocks the thread until this node's turn, for at most `timeout`.
@@ -384,7 +381,7 @@ impl Phaser {
     pub fn wait_turn_timeout(&self, timeout: core::time::Duration) -> Result<(), Report> {
         // A timeout too large for `Instant` means "no deadline".
         let deadline = std::time::Instant::now().checked_add(timeout);
-        if node::wait_until(&self.node, state::is_turn, deadline) {
+        if node::wait_until(&self.node, node::State::is_turn, deadline) {
             Ok(())
         } else {
             Err(self.report())
@@ -395,10 +392,221 @@ impl Phaser {
 /// What a `Phaser` shares with a [`Token`]: requesting and observing
 /// cancellation.
 impl Phaser {
-    observer_methods!("");
+    /// Requests shutdown of this node and its whole subtree.
+    ///
+    /// When it returns, every node of the subtree is cancelled and every
+    /// task waiting in `cancelled()` on any of them has been woken, even
+    /// if another thread is cancelling the same nodes. Ancestors and
+    /// siblings are not touched. Calling it again is a no-op. It never
+    /// waits for other tasks.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let a = root.child().unwrap();
+    /// let b = root.child().unwrap();
+    /// a.cancel();
+    /// assert!(a.is_cancelled());
+    /// assert!(!b.is_cancelled() && !root.is_cancelled());
+    /// ```
+    pub fn cancel(&self) {
+        node::cancel_subtree(&self.node);
+    }
 
-    fn node_ref(&self) -> &NodeRef {
-        &self.node
+    /// Requests shutdown of this node and its whole subtree, like
+    /// `cancel()`, and gives every node that this call cancels `cause`:
+    /// why the program is stopping (a signal, a failed component).
+    ///
+    /// A node keeps the cause of the *first* cancellation that reached
+    /// it: nodes that were already cancelled (by an ancestor, an earlier
+    /// call or their owner's drop) keep theirs. `cause` is anything that
+    /// converts into a [`Cause`](crate::Cause): a `&'static str`, a
+    /// `String`, or `Cause::new(error)`.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::named("server");
+    /// let db = root.child_named("db").unwrap();
+    /// db.cancel_with("disk full");
+    /// root.cancel_with("SIGTERM");
+    /// assert_eq!(root.cause().unwrap().to_string(), "SIGTERM");
+    /// assert_eq!(db.cause().unwrap().to_string(), "disk full"); // first wins
+    /// ```
+    pub fn cancel_with(&self, cause: impl Into<crate::Cause>) {
+        let cause = cause.into();
+        node::cancel_subtree_with(&self.node, &cause);
+    }
+
+    /// Why this node is shutting down: the cause of the first
+    /// cancellation that reached it.
+    ///
+    /// `None` while the node is live, or when a plain `cancel()` (or
+    /// `abort()`) reached it first. A node cancelled by its own
+    /// `Phaser`'s drop has a cause that names its label and says its
+    /// owner finished (or, with `std`, `panicked`). The answer is final
+    /// as soon as `is_cancelled()` is true, and stays readable after
+    /// the node drained and the nodes above it were freed.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let child = root.child_named("worker").unwrap();
+    /// let handle = &child;
+    /// assert!(handle.cause().is_none()); // live
+    /// root.cancel_with("SIGINT");
+    /// assert_eq!(handle.cause().unwrap().to_string(), "SIGINT");
+    /// ```
+    pub fn cause(&self) -> Option<crate::Cause> {
+        node::cause_of(&self.node)
+    }
+
+    /// Escalates shutdown of this node and its whole subtree: the grace
+    /// period is over, abandon the work in hand and finish now.
+    ///
+    /// Cancels the subtree first if it was not cancelled yet (with no
+    /// cause), then marks every node of it aborted. When it returns,
+    /// every `aborted()` and `cancelled()` waiter in the subtree has been
+    /// woken. It cannot stop a task (no executor is known); it tells it.
+    /// Turns still come children first: a node's turn waits for its
+    /// children to drain, aborted or not. Idempotent; never blocks.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let a = root.child().unwrap();
+    /// let b = root.child().unwrap();
+    /// a.abort();
+    /// assert!(a.is_aborted() && a.is_cancelled());
+    /// assert!(!b.is_aborted() && !root.is_aborted());
+    /// ```
+    pub fn abort(&self) {
+        node::abort_subtree(&self.node);
+    }
+
+    /// Whether this node (or an ancestor) was aborted. One atomic load.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let handle = &root;
+    /// root.cancel();
+    /// assert!(!handle.is_aborted());
+    /// root.abort();
+    /// assert!(handle.is_aborted());
+    /// ```
+    #[inline]
+    pub fn is_aborted(&self) -> bool {
+        self.node.state().is_aborted()
+    }
+
+    /// Waits until this node is aborted: the signal to abandon the work
+    /// in hand.
+    ///
+    /// The future owns a reference to the node: it is `'static` and can
+    /// move into a spawned task. It never keeps the node from draining.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Dropping the future unregisters it; nothing is lost.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let aborted = root.aborted();
+    /// let waiter = std::thread::spawn(move || pollster::block_on(aborted));
+    /// root.abort();
+    /// waiter.join().unwrap();
+    /// ```
+    pub fn aborted(&self) -> crate::futures::Aborted {
+        crate::futures::Aborted::new(NodeRef::clone(&self.node))
+    }
+
+    /// Whether shutdown was requested on this node or an ancestor, or
+    /// its `Phaser` was dropped (the owner finished). One atomic load.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let child = root.child().unwrap();
+    /// let handle = &child;
+    /// assert!(!handle.is_cancelled());
+    /// root.cancel();
+    /// assert!(handle.is_cancelled());
+    /// ```
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.node.state().is_cancelled()
+    }
+
+    /// Waits until this node is cancelled.
+    ///
+    /// Equivalent to `async fn cancelled(&self)`, but the future owns a
+    /// reference to the node: it is `'static` and can move into a
+    /// spawned task. It never keeps the node from draining.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Dropping the future unregisters it; nothing is lost.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let cancelled = root.cancelled();
+    /// let waiter = std::thread::spawn(move || pollster::block_on(cancelled));
+    /// root.cancel();
+    /// waiter.join().unwrap();
+    /// ```
+    pub fn cancelled(&self) -> crate::futures::Cancelled {
+        crate::futures::Cancelled::new(NodeRef::clone(&self.node))
+    }
+
+    /// Runs `fut` until this node is cancelled: `Some(output)` if `fut`
+    /// completes first, `None` once the node is cancelled.
+    ///
+    /// Cancellation is checked before `fut` on every poll, so once the
+    /// node is cancelled no more work starts: when both are ready the
+    /// result is `None`, and `fut` is dropped right then. The future owns
+    /// `fut` and a reference to the node (`'static` when `fut` is) and
+    /// allocates nothing.
+    ///
+    /// It reads well as the head of a serving loop:
+    /// `while let Some(conn) = token.run_until_cancelled(listener.accept()).await { … }`.
+    ///
+    /// # Cancellation safety
+    ///
+    /// As safe as `fut`: dropping the future drops `fut`.
+    ///
+    /// ```
+    /// use std::future::{pending, ready};
+    ///
+    /// let root = phaseout::Phaser::new();
+    /// let handle = &root;
+    /// let mut jobs = vec![3, 2, 1];
+    /// pollster::block_on(async {
+    ///     // Each job is one unit of work; the loop ends at cancellation.
+    ///     while let Some(job) = handle.run_until_cancelled(ready(jobs.pop())).await {
+    ///         match job {
+    ///             Some(job) => println!("job {job}"),
+    ///             None => root.cancel(), // nothing left: stop
+    ///         }
+    ///     }
+    ///     // Cancelled: the work is not even started.
+    ///     assert_eq!(handle.run_until_cancelled(pending::<()>()).await, None);
+    /// });
+    /// assert!(jobs.is_empty());
+    /// ```
+    pub fn run_until_cancelled<F: core::future::Future>(
+        &self,
+        fut: F,
+    ) -> crate::futures::RunUntilCancelled<F> {
+        crate::futures::RunUntilCancelled::new(NodeRef::clone(&self.node), fut)
+    }
+
+    /// Blocks the thread until this node is cancelled.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let handle = &root;
+    /// let token = root.token();
+    /// std::thread::spawn(move || token.cancel());
+    /// handle.wait_cancelled();
+    /// ```
+    #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+    pub fn wait_cancelled(&self) {
+        node::wait_until(&self.node, node::State::is_cancelled, None);
     }
 }
 
@@ -409,29 +617,13 @@ impl Default for Phaser {
     }
 }
 
-impl Drop for Phaser {
-    /// The owner is done: the subtree is cancelled (if it was not already)
-    /// and the node drains as soon as its children have. Never blocks.
-    #[inline]
-    fn drop(&mut self) {
-        #[cfg(feature = "std")]
-        let panicked = std::thread::panicking();
-        #[cfg(not(feature = "std"))]
-        let panicked = false;
-        // SAFETY: `self.node` holds the owner's count, and is not used again:
-        // `release_owner` releases it or leaves it to the node, which may
-        // already be draining on another thread.
-        unsafe { node::release_owner(&mut self.node, panicked) };
-    }
-}
-
 impl fmt::Debug for Phaser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let word = self.node.load();
+        let state = self.node.state();
         f.debug_struct("Phaser")
             .field("label", &self.node.label())
-            .field("cancelled", &state::is_cancelled(word))
-            .field("live_children", &state::live_children(word))
+            .field("cancelled", &state.is_cancelled())
+            .field("live_children", &state.live_children())
             .finish()
     }
 }

@@ -3,7 +3,8 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::node::{for_each_child, state, Label, NodeRef};
+use crate::label::Label;
+use crate::node::{cause_of, for_each_child, NodeRef, State};
 use crate::Cause;
 
 /// Where a node is in its shutdown, as seen by a [`Report`].
@@ -41,12 +42,12 @@ pub enum NodeState {
 }
 
 impl NodeState {
-    fn of(word: usize) -> Self {
-        if word & state::OWNER_DONE != 0 {
+    fn of(state: State) -> Self {
+        if state.owner_done() {
             Self::Finishing
-        } else if state::is_turn(word) {
+        } else if state.is_turn() {
             Self::Turn
-        } else if state::is_cancelled(word) {
+        } else if state.is_cancelled() {
             Self::Cancelling
         } else {
             Self::Live
@@ -255,13 +256,13 @@ impl Report {
         let mut in_force: Vec<Option<usize>> = Vec::new();
         let mut texts: Vec<alloc::string::String> = Vec::new();
         while let Some((node, depth)) = stack.pop() {
-            let word = node.load();
-            if state::is_drained(word) {
+            let state = node.state();
+            if state.is_drained() {
                 // About to be unlinked, or (the root) done since the caller
                 // looked: nothing holds it up, so it is not a straggler.
                 continue;
             }
-            let cause = crate::node::cause_of(&node);
+            let cause = cause_of(&node);
             let text = cause.as_ref().map(alloc::string::ToString::to_string);
             in_force.truncate(depth);
             let above = in_force.last().copied().flatten();
@@ -277,10 +278,10 @@ impl Report {
                 depth,
                 label: node.label_cow(),
                 id: NodeRef::as_ptr(&node) as usize,
-                state: NodeState::of(word),
-                live_children: state::live_children(word),
-                panicked: word & state::PANICKED != 0,
-                aborted: state::is_aborted(word),
+                state: NodeState::of(state),
+                live_children: state.live_children(),
+                panicked: state.panicked(),
+                aborted: state.is_aborted(),
                 cause,
                 show_cause,
             });

@@ -2,8 +2,7 @@
 
 use core::fmt;
 
-use crate::node::NodeRef;
-use crate::observe::observer_methods;
+use crate::node::{self, NodeRef};
 
 /// A cloneable handle that can see and request the cancellation of one node.
 ///
@@ -38,12 +37,205 @@ impl Token {
     pub(crate) fn new(node: NodeRef) -> Self {
         Self { node }
     }
+}
 
-    fn node_ref(&self) -> &NodeRef {
-        &self.node
+/// The observer side, as on [`Phaser`](crate::Phaser): requesting and
+/// observing cancellation.
+impl Token {
+    /// Requests shutdown of this node and its whole subtree.
+    ///
+    /// As [`Phaser::cancel`](crate::Phaser::cancel).
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let a = root.child().unwrap();
+    /// let b = root.child().unwrap();
+    /// a.token().cancel();
+    /// assert!(a.is_cancelled());
+    /// assert!(!b.is_cancelled() && !root.is_cancelled());
+    /// ```
+    pub fn cancel(&self) {
+        node::cancel_subtree(&self.node);
     }
 
-    observer_methods!(".token()");
+    /// Requests shutdown of this node and its whole subtree, like
+    /// `cancel()`, and gives every node that this call cancels `cause`:
+    /// why the program is stopping (a signal, a failed component).
+    ///
+    /// As [`Phaser::cancel_with`](crate::Phaser::cancel_with).
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::named("server");
+    /// let db = root.child_named("db").unwrap();
+    /// db.token().cancel_with("disk full");
+    /// root.token().cancel_with("SIGTERM");
+    /// assert_eq!(root.cause().unwrap().to_string(), "SIGTERM");
+    /// assert_eq!(db.cause().unwrap().to_string(), "disk full"); // first wins
+    /// ```
+    pub fn cancel_with(&self, cause: impl Into<crate::Cause>) {
+        let cause = cause.into();
+        node::cancel_subtree_with(&self.node, &cause);
+    }
+
+    /// Why this node is shutting down: the cause of the first
+    /// cancellation that reached it.
+    ///
+    /// As [`Phaser::cause`](crate::Phaser::cause).
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let child = root.child_named("worker").unwrap();
+    /// let handle = &child.token();
+    /// assert!(handle.cause().is_none()); // live
+    /// root.cancel_with("SIGINT");
+    /// assert_eq!(handle.cause().unwrap().to_string(), "SIGINT");
+    /// ```
+    pub fn cause(&self) -> Option<crate::Cause> {
+        node::cause_of(&self.node)
+    }
+
+    /// Escalates shutdown of this node and its whole subtree: the grace
+    /// period is over, abandon the work in hand and finish now.
+    ///
+    /// As [`Phaser::abort`](crate::Phaser::abort).
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let a = root.child().unwrap();
+    /// let b = root.child().unwrap();
+    /// a.token().abort();
+    /// assert!(a.is_aborted() && a.is_cancelled());
+    /// assert!(!b.is_aborted() && !root.is_aborted());
+    /// ```
+    pub fn abort(&self) {
+        node::abort_subtree(&self.node);
+    }
+
+    /// Whether this node (or an ancestor) was aborted. One atomic load.
+    ///
+    /// As [`Phaser::is_aborted`](crate::Phaser::is_aborted).
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let handle = &root.token();
+    /// root.cancel();
+    /// assert!(!handle.is_aborted());
+    /// root.abort();
+    /// assert!(handle.is_aborted());
+    /// ```
+    #[inline]
+    pub fn is_aborted(&self) -> bool {
+        self.node.state().is_aborted()
+    }
+
+    /// Waits until this node is aborted: the signal to abandon the work
+    /// in hand.
+    ///
+    /// As [`Phaser::aborted`](crate::Phaser::aborted).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Dropping the future unregisters it; nothing is lost.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let aborted = root.token().aborted();
+    /// let waiter = std::thread::spawn(move || pollster::block_on(aborted));
+    /// root.abort();
+    /// waiter.join().unwrap();
+    /// ```
+    pub fn aborted(&self) -> crate::futures::Aborted {
+        crate::futures::Aborted::new(NodeRef::clone(&self.node))
+    }
+
+    /// Whether shutdown was requested on this node or an ancestor, or
+    /// its `Phaser` was dropped (the owner finished). One atomic load.
+    ///
+    /// As [`Phaser::is_cancelled`](crate::Phaser::is_cancelled).
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let child = root.child().unwrap();
+    /// let handle = &child.token();
+    /// assert!(!handle.is_cancelled());
+    /// root.cancel();
+    /// assert!(handle.is_cancelled());
+    /// ```
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.node.state().is_cancelled()
+    }
+
+    /// Waits until this node is cancelled.
+    ///
+    /// As [`Phaser::cancelled`](crate::Phaser::cancelled).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Dropping the future unregisters it; nothing is lost.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let cancelled = root.token().cancelled();
+    /// let waiter = std::thread::spawn(move || pollster::block_on(cancelled));
+    /// root.cancel();
+    /// waiter.join().unwrap();
+    /// ```
+    pub fn cancelled(&self) -> crate::futures::Cancelled {
+        crate::futures::Cancelled::new(NodeRef::clone(&self.node))
+    }
+
+    /// Runs `fut` until this node is cancelled: `Some(output)` if `fut`
+    /// completes first, `None` once the node is cancelled.
+    ///
+    /// As [`Phaser::run_until_cancelled`](crate::Phaser::run_until_cancelled).
+    ///
+    /// # Cancellation safety
+    ///
+    /// As safe as `fut`: dropping the future drops `fut`.
+    ///
+    /// ```
+    /// use std::future::{pending, ready};
+    ///
+    /// let root = phaseout::Phaser::new();
+    /// let handle = &root.token();
+    /// let mut jobs = vec![3, 2, 1];
+    /// pollster::block_on(async {
+    ///     // Each job is one unit of work; the loop ends at cancellation.
+    ///     while let Some(job) = handle.run_until_cancelled(ready(jobs.pop())).await {
+    ///         match job {
+    ///             Some(job) => println!("job {job}"),
+    ///             None => root.cancel(), // nothing left: stop
+    ///         }
+    ///     }
+    ///     // Cancelled: the work is not even started.
+    ///     assert_eq!(handle.run_until_cancelled(pending::<()>()).await, None);
+    /// });
+    /// assert!(jobs.is_empty());
+    /// ```
+    pub fn run_until_cancelled<F: core::future::Future>(
+        &self,
+        fut: F,
+    ) -> crate::futures::RunUntilCancelled<F> {
+        crate::futures::RunUntilCancelled::new(NodeRef::clone(&self.node), fut)
+    }
+
+    /// Blocks the thread until this node is cancelled.
+    ///
+    /// As [`Phaser::wait_cancelled`](crate::Phaser::wait_cancelled).
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::new();
+    /// let handle = &root.token();
+    /// let token = root.token();
+    /// std::thread::spawn(move || token.cancel());
+    /// handle.wait_cancelled();
+    /// ```
+    #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+    pub fn wait_cancelled(&self) {
+        node::wait_until(&self.node, node::State::is_cancelled, None);
+    }
 }
 
 impl fmt::Debug for Token {

@@ -1,89 +1,16 @@
-//! The owner's exit and the drain cascade.
+//! The drain cascade.
 //!
-//! When a `Phaser` is dropped its node is "owner done". It drains once its
-//! live-child count is zero too; that may be at once, or later when its last
-//! child drains. A drained node tells its parent, which may itself drain,
-//! and so on up: a loop, not a recursion (invariant #5).
+//! A node drains once its owner is done (`owner.rs`) and its live-child
+//! count is zero; that may be at once, or later when its last child drains.
+//! A drained node tells its parent, which may itself drain, and so on up: a
+//! loop, not a recursion (invariant #5).
 
 use super::links::{self, ChildList};
-use super::{end_of_operation, state, trace, Node, NodeRef};
-
-/// The owner of a node is done: cancel the subtree, mark the node, and
-/// drain it (and the ancestors that waited only for it) if it has no live
-/// child. `owner` is the owner's reference to the node.
-///
-/// If the node drained here, the owner's reference is released here and
-/// this returns `true`. Otherwise it is handed over to the node (invariant
-/// #6) and this returns `false`: the caller must not touch `owner` again
-/// either way.
-///
-/// A waker that panics does not stop the drop half-way (the node would
-/// never drain): its panic comes out of this call once the node is marked
-/// done, the cascade has run and the owner's reference is released
-/// (`wakes.rs`), so that the panic cannot leak the node.
-///
-/// # Safety
-///
-/// `owner` holds the owner's count of the node, and is not used after
-/// this call. The node is reached through a raw pointer inside: it may be
-/// freed by another thread the moment it is marked done (invariant #7).
-#[inline]
-pub(crate) unsafe fn release_owner(
-    owner: &mut core::mem::ManuallyDrop<NodeRef>,
-    panicked: bool,
-) -> bool {
-    // SAFETY: `owner` holds the count (caller).
-    let drained_here = unsafe { release_owner_unraised(NodeRef::as_ptr(owner), panicked) };
-    if drained_here {
-        // SAFETY: drained here, so the count is still the caller's, and
-        // the caller does not use `owner` again.
-        unsafe { core::mem::ManuallyDrop::drop(owner) }
-    }
-    end_of_operation();
-    drained_here
-}
-
-/// [`release_owner`] up to the point where a waker's panic may be raised:
-/// `true` if the node drained here (the caller's count is then still its
-/// own).
-///
-/// # Safety
-///
-/// `node` came from [`NodeRef::as_ptr`] of the owner's reference, which the
-/// caller holds.
-#[inline]
-unsafe fn release_owner_unraised(node: *const Node, panicked: bool) -> bool {
-    let mut done = state::OWNER_DONE;
-    if panicked {
-        done |= state::PANICKED;
-    }
-    // A node without children (the common case: a request, a leaf task) is
-    // cancelled, marked done and drained by one compare-and-swap.
-    // SAFETY: the caller's count keeps the node alive during this call,
-    // which hands nothing away unless the node drains here (then it is
-    // still ours).
-    let prev = super::walk::cancel_for_owner_drop(unsafe { &*node }, panicked, done);
-    if state::live_children(prev) != 0 {
-        // From this RMW on, the last child may drain the node and free it on
-        // another thread: only the atomic word is borrowed for it.
-        // SAFETY: alive until the RMW, as above.
-        let word = unsafe { &(*node).state };
-        let prev = super::lock::update(word, |current| Some(current | done));
-        if state::live_children(prev) != 0 {
-            return false; // the last child to drain will drain this node
-        }
-    }
-    // SAFETY: the node drained in our RMW, so nobody else frees it, and the
-    // caller's count still holds it.
-    let node = unsafe { &*node };
-    trace::drained(node);
-    drain_cascade(node);
-    true
-}
+use super::{state, trace, Node, NodeRef};
 
 /// `first` has just become Drained: walk up, one drained node at a time.
 #[inline]
-fn drain_cascade(first: &Node) {
+pub(super) fn drain_cascade(first: &Node) {
     let mut next = drain_step(first);
     while let Some(node) = next {
         trace::drained(&node);

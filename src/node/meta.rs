@@ -7,7 +7,7 @@
 //! | pointer         | meaning                                             |
 //! | --------------- | --------------------------------------------------- |
 //! | null            | no label, no cause                                  |
-//! | `cause + 1`     | no label; the slot holds a [`Cause`] (`into_raw`)   |
+//! | `cause + 1`     | no label; the slot holds a count of a [`Cause`] (`cause_into_raw`) |
 //! | `labeled`       | a `Box<Labeled>`, set at creation and never changed; its `cause` field is the slot (null or a `Cause`) |
 //!
 //! Both `Labeled` and a cause's block are at least 4-aligned, so the low bit
@@ -23,14 +23,15 @@
 use alloc::boxed::Box;
 use core::ptr;
 
-use super::Label;
-use crate::cause::Cause;
+use crate::cause::{Cause, What};
+use crate::counted::Counted;
+use crate::label::Label;
 use crate::sync::{AtomicPtr, Ordering};
 
 /// The heap part of a labeled node.
 struct Labeled {
     label: Label,
-    /// Null, or a cause from [`Cause::into_raw`].
+    /// Null, or a count of a cause ([`cause_into_raw`]).
     cause: AtomicPtr<u8>,
     /// When the node was cancelled, in nanoseconds since [`epoch`] plus
     /// one (0: not yet), for the `waited` field of its `tracing` events.
@@ -45,7 +46,40 @@ fn epoch() -> std::time::Instant {
     *EPOCH.get_or_init(std::time::Instant::now)
 }
 
+// Both kinds of pointer leave the low bit free for the tag. (A cause's
+// pointer is its counted block's, which is at least as aligned as `What`.)
 const _: () = assert!(core::mem::align_of::<Labeled>() >= 2);
+const _: () = assert!(core::mem::align_of::<What>() >= 2);
+
+/// Gives a count of `cause` to the slot, as a pointer.
+#[inline]
+fn cause_into_raw(cause: Cause) -> *mut u8 {
+    Counted::into_raw(cause.into_counted())
+        .cast::<u8>()
+        .cast_mut()
+}
+
+/// Takes back a count that [`cause_into_raw`] gave away.
+///
+/// # Safety
+///
+/// `raw` came from `cause_into_raw`, and this is the only `from_raw` for it.
+#[inline]
+unsafe fn cause_from_raw(raw: *mut u8) -> Cause {
+    // SAFETY: the caller's promise is `Counted::from_raw`'s.
+    Cause::from_counted(unsafe { Counted::from_raw(raw.cast::<What>()) })
+}
+
+/// A new count of the cause at `raw`, which stays in its slot.
+///
+/// # Safety
+///
+/// `raw` came from [`cause_into_raw`] and that count was not taken back.
+#[inline]
+unsafe fn cause_new_count(raw: *mut u8) -> Cause {
+    // SAFETY: the slot's count keeps the block alive (caller).
+    Cause::from_counted(unsafe { Counted::new_count(raw.cast::<What>()) })
+}
 
 /// Whether `word` is an unlabeled node's tagged cause.
 #[inline]
@@ -106,7 +140,7 @@ impl Meta {
         if !slot.load(Ordering::Acquire).is_null() {
             return; // filled already: do not clone for nothing
         }
-        let raw = cause.clone().into_raw();
+        let raw = cause_into_raw(cause.clone());
         if slot
             .compare_exchange(
                 ptr::null_mut(),
@@ -117,7 +151,7 @@ impl Meta {
             .is_err()
         {
             // SAFETY: `raw` was not stored, so its count is still ours.
-            drop(unsafe { Cause::from_raw(raw) });
+            drop(unsafe { cause_from_raw(raw) });
         }
     }
 
@@ -152,9 +186,10 @@ impl Meta {
             Some(labeled) => labeled.cause.load(Ordering::Acquire),
             None => untag(self.word.load(Ordering::Acquire)),
         };
-        // SAFETY: a filled slot holds a count from `into_raw`, released
-        // only in `drop` below, which cannot run while `&self` is alive.
-        (!raw.is_null()).then(|| unsafe { Cause::clone_raw(raw) })
+        // SAFETY: a filled slot holds a count from `cause_into_raw`,
+        // released only in `drop` below, which cannot run while `&self` is
+        // alive.
+        (!raw.is_null()).then(|| unsafe { cause_new_count(raw) })
     }
 }
 
@@ -182,7 +217,7 @@ impl Drop for Meta {
         };
         if !cause.is_null() {
             // SAFETY: the slot's own count, given back once.
-            drop(unsafe { Cause::from_raw(cause) });
+            drop(unsafe { cause_from_raw(cause) });
         }
     }
 }

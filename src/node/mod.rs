@@ -2,10 +2,31 @@
 //! lock-free for every question and transition but the child list.
 //!
 //! A [`Node`] is shared (through a counted [`NodeRef`]) by its owning
-//! `Phaser` and by any tokens and futures. Its parent's child list and its children's `parent`
-//! pointers are plain pointers (invariant #6 says why they stay valid). Its
-//! whole life is recorded in one atomic word (see [`state`]); a bit of that
-//! word is also the lock of its child list.
+//! `Phaser` and by any tokens and futures. Its parent's child list and its
+//! children's `parent` pointers are plain pointers (invariant #6 says why
+//! they stay valid). Its whole life is recorded in one atomic word (see
+//! [`state`]); a bit of that word is also the lock of its child list.
+//!
+//! # What the rest of the crate sees
+//!
+//! The core is closed: the state bits, the lock and every raw pointer stay
+//! in this module. Outside it there are only
+//!
+//! * [`NodeRef`], a counted reference to a node (`crate::counted`), and
+//!   [`Owner`], the owner's count, whose drop is the owner's exit and the
+//!   hand-off of invariant #6 (`owner.rs`);
+//! * [`State`], one load of the state word with questions as methods
+//!   (`is_cancelled`, `is_turn`, `live_children`, …), never the bits;
+//! * [`cause_of`], the node's cause (invariant #10);
+//! * the walks: [`cancel_subtree`], [`cancel_subtree_with`],
+//!   [`abort_subtree`], and [`for_each_child`] for reports;
+//! * [`Waiter`] for futures and `wait_until` for blocking waits.
+//!
+//! The files: `state.rs` (the word), `lock.rs` (its `LOCKED` bit),
+//! `links.rs` (the child list), `meta.rs` (label and cause slot),
+//! `walk.rs` (cancel and abort), `owner.rs` and `drain.rs` (the owner's
+//! exit and the drain cascade), `waiter.rs` and `wakes.rs` (waiting and
+//! waking), `trace.rs` (events).
 //!
 //! # Invariants
 //!
@@ -53,7 +74,7 @@
 //!    child gave its count back (the parent may drain and be freed). A
 //!    function that performs such a step takes the node as a raw pointer
 //!    and borrows only its atomic state word for the step
-//!    ([`with_children`], [`release_owner`]): a `&Node` argument would be
+//!    ([`with_children`], [`owner::release_owner`]): a `&Node` argument would be
 //!    protected for the whole call (the `Arc` problem of rust-lang/rust#55005,
 //!    worse here because `Node` has plain fields), while a reference to an
 //!    atomic may dangle once it is no longer used. Every other function that
@@ -140,38 +161,38 @@ mod drain;
 mod links;
 mod lock;
 mod meta;
-mod node_ref;
-pub(crate) mod state;
+mod owner;
+mod state;
 mod trace;
 mod waiter;
 #[cfg(feature = "std")]
 mod wakes;
 mod walk;
 
-use alloc::borrow::Cow;
 use core::cell::UnsafeCell;
 
 use event_listener::Event;
 
-pub(crate) use self::drain::release_owner;
 pub(crate) use self::links::for_each_child;
 use self::links::{ChildList, Siblings};
-pub(crate) use self::node_ref::{count_one_more, NodeRef};
+pub(crate) use self::owner::Owner;
+pub(crate) use self::state::State;
 #[cfg(feature = "std")]
 pub(crate) use self::waiter::wait_until;
 pub(crate) use self::waiter::Waiter;
-use self::walk::Reason;
 pub(crate) use self::walk::{abort_subtree, cancel_subtree, cancel_subtree_with};
 use crate::cause::Cause;
+use crate::counted::Counted;
+use crate::label::Label;
 use crate::sync::{AtomicUsize, Ordering};
 
-/// A node's label: free for `&'static str`, owned otherwise.
-pub(crate) type Label = Cow<'static, str>;
+/// A counted reference to a [`Node`]: what tokens and futures hold. The
+/// node is freed with the last one.
+pub(crate) type NodeRef = Counted<Node>;
 
-/// One node of the shutdown tree.
+/// One node of the shutdown tree. On the heap it is followed by its count
+/// ([`Counted`]).
 pub(crate) struct Node {
-    /// How many [`NodeRef`]s there are (see `node_ref.rs`).
-    refs: AtomicUsize,
     /// The packed state word; see [`state`]. Its `LOCKED` bit guards
     /// `children` and the `siblings` of every child.
     state: AtomicUsize,
@@ -202,11 +223,23 @@ unsafe impl Send for Node {}
 // SAFETY: as above; shared access goes through the state word.
 unsafe impl Sync for Node {}
 
+// Unwind safety (guarantee 21): what `catch_unwind` asks about is whether
+// a panic can leave shared state half-changed for code that goes on using
+// it. A node cannot be: every change of its state word is one atomic
+// read-modify-write, the child list is only changed in a locked section
+// that cannot panic after its first write and whose guard restores the
+// word if it unwinds (invariant #8), the cause slot is filled once by a
+// compare-and-swap, and a waker's panic is held until the operation it
+// interrupted has finished (`wakes.rs`). So the handles are as unwind-safe
+// as tokio-util's token; the `UnsafeCell`s of the list are what the
+// auto traits see, not a hazard.
+impl core::panic::UnwindSafe for Node {}
+impl core::panic::RefUnwindSafe for Node {}
+
 impl Node {
     /// A new Live node with no children.
     pub(crate) fn new(label: Option<Label>, parent: *const Node) -> Self {
         Self {
-            refs: AtomicUsize::new(1),
             state: AtomicUsize::new(0),
             event: Event::new(),
             meta: meta::Meta::new(label),
@@ -216,10 +249,17 @@ impl Node {
         }
     }
 
-    /// The current state word.
+    /// The current state word, for the core's own bit tests.
     #[inline]
-    pub(crate) fn load(&self) -> usize {
+    fn load(&self) -> usize {
         self.state.load(Ordering::Acquire)
+    }
+
+    /// What the node's state is now (one acquire load): the questions
+    /// handles, futures and reports ask.
+    #[inline]
+    pub(crate) fn state(&self) -> State {
+        State::of(self.load())
     }
 
     pub(crate) fn label(&self) -> Option<&str> {
@@ -235,82 +275,6 @@ impl Node {
     #[inline]
     fn update(&self, change: impl FnMut(usize) -> Option<usize>) -> usize {
         lock::update(&self.state, change)
-    }
-
-    /// Sets `CANCELLED` (and `ABORTED` if `abort`) and wakes the waiters
-    /// if that changed the node. `starts_here`: the node is the one the
-    /// call was made on (for the `tracing` events). The RMW that cancels the node also records
-    /// `reason` (invariant #10). If the node has no child, that is its whole
-    /// subtree: `SUBTREE_CANCELLED` and `if_childless` are set in the same
-    /// RMW (no child can appear once it is cancelled). Returns the state
-    /// before.
-    #[inline]
-    fn mark_cancelled(
-        &self,
-        reason: &Reason<'_>,
-        abort: bool,
-        if_childless: usize,
-        starts_here: bool,
-    ) -> usize {
-        let mut cancelled_with = 0;
-        match reason {
-            Reason::Plain => {}
-            Reason::Given(cause) => {
-                if !state::is_cancelled(self.load()) {
-                    self.meta.fill(cause);
-                    cancelled_with = state::HAS_CAUSE;
-                }
-            }
-            Reason::OwnDrop { panicked, .. } => {
-                cancelled_with = state::OWN_DROP | if *panicked { state::PANICKED } else { 0 };
-            }
-        }
-        let marks = if abort {
-            state::CANCELLED | state::ABORTED
-        } else {
-            state::CANCELLED
-        };
-        let prev = self.update(|current| {
-            let mut next = current | marks;
-            if !state::is_cancelled(current) {
-                next |= cancelled_with;
-                if current & state::HAS_WAITERS != 0 {
-                    next |= state::WAKE_PENDING; // until the wake below is done
-                }
-            }
-            if state::live_children(current) == 0 {
-                next |= state::SUBTREE_CANCELLED | if_childless;
-            }
-            (next != current).then_some(next)
-        });
-        if !state::is_cancelled(prev) {
-            trace::cancelled_now(self);
-            if starts_here {
-                trace::cancel(self); // a cancellation started here
-            }
-            if state::live_children(prev) == 0 && if_childless & state::OWNER_DONE == 0 {
-                trace::turn(self); // no child: cancelled is its turn
-            }
-            if prev & state::HAS_WAITERS != 0 {
-                // This RMW may also have given the turn (no child) or
-                // aborted: one wake serves every kind of waiter.
-                self.notify_all();
-                self.clear(state::WAKE_PENDING);
-            }
-        } else if abort && prev & state::HAS_WAITERS != 0 || prev & state::WAKE_PENDING != 0 {
-            // Either an abort, which wakes every aborted node's waiters
-            // before it returns, even those another abort marked first
-            // (invariant #11); or another thread cancelled this node and may
-            // not have woken its waiters yet (preempted, or a slow waker
-            // ahead of them). This call must not return before they are
-            // woken (guarantee 14), so wake them too; a second notification
-            // is harmless. (If the notify in progress is this thread's own,
-            // further up the stack, from a waker that cancels, this one
-            // cannot deadlock on it: no user waker runs while
-            // event-listener holds its lock, `wakes.rs`.)
-            self.notify_all();
-        }
-        prev
     }
 
     /// Sets `flags` (no write if they are all set); returns the state before.
@@ -433,7 +397,7 @@ pub(crate) fn cause_of(node: &Node) -> Option<Cause> {
 /// If `parent` already has [`state::MAX_CHILDREN`] live children; the lock
 /// is released first.
 #[inline]
-pub(crate) fn new_child(parent: &NodeRef, label: Option<Label>) -> Option<NodeRef> {
+fn new_child(parent: &NodeRef, label: Option<Label>) -> Option<NodeRef> {
     if state::is_cancelled(parent.load()) {
         return None; // refused without allocating
     }
@@ -509,18 +473,18 @@ mod tests {
         let mut child = core::mem::ManuallyDrop::new(child);
         // SAFETY: `child` is the owner's count, not used after this; the
         // node drains here.
-        assert!(unsafe { super::release_owner(&mut child, false) });
+        assert!(unsafe { super::owner::release_owner(&mut child, false) });
         assert_eq!(parent.load() & state::LOCKED, 0);
         assert_eq!(state::live_children(parent.load()), 0);
     }
 
     #[test]
     fn a_node_is_eight_words() {
-        // count, state, event, label and cause, parent, first child,
-        // previous and next sibling: 64 bytes on 64-bit targets, and that
-        // is the heap block.
+        // state, event, label and cause, parent, first child, previous and
+        // next sibling, then the count (`Counted`'s block): 64 bytes on
+        // 64-bit targets, and that is the heap block.
         assert_eq!(
-            core::mem::size_of::<Node>(),
+            super::NodeRef::BLOCK_SIZE,
             8 * core::mem::size_of::<usize>()
         );
     }

@@ -41,74 +41,130 @@
 //! With `OWN_DROP`, `PANICKED` is set in that same RMW too.
 
 /// Shutdown was requested on this node or on an ancestor.
-pub(crate) const CANCELLED: usize = 1 << 0;
+pub(super) const CANCELLED: usize = 1 << 0;
 /// This node and every descendant it had when the walk passed are
 /// `CANCELLED`; a later `cancel()` on it has nothing left to do.
-pub(crate) const SUBTREE_CANCELLED: usize = 1 << 1;
+pub(super) const SUBTREE_CANCELLED: usize = 1 << 1;
 /// The owning `Phaser` was dropped.
-pub(crate) const OWNER_DONE: usize = 1 << 2;
+pub(super) const OWNER_DONE: usize = 1 << 2;
 /// The owning `Phaser` was dropped while its thread was panicking.
-pub(crate) const PANICKED: usize = 1 << 3;
+pub(super) const PANICKED: usize = 1 << 3;
 /// Some task registered a listener on this node's event; notifiers may skip
 /// `Event::notify` (which allocates the event's list) while this is clear.
-pub(crate) const HAS_WAITERS: usize = 1 << 4;
+pub(super) const HAS_WAITERS: usize = 1 << 4;
 /// The child list is being read or changed; see the module doc.
-pub(crate) const LOCKED: usize = 1 << 5;
+pub(super) const LOCKED: usize = 1 << 5;
 /// Some thread sleeps until `LOCKED` is cleared: the holder must wake it
 /// (`lock.rs`). Only ever set together with `LOCKED`.
-pub(crate) const LOCK_SLEEPERS: usize = 1 << 6;
+pub(super) const LOCK_SLEEPERS: usize = 1 << 6;
 /// The node was cancelled while it had waiters, and the thread that
 /// cancelled it has not finished waking them. Another `cancel()` that finds
 /// this wakes them itself before it returns (guarantee 14).
-pub(crate) const WAKE_PENDING: usize = 1 << 7;
+pub(super) const WAKE_PENDING: usize = 1 << 7;
 /// Shutdown was escalated on this node or an ancestor: abandon the work in
 /// hand.
-pub(crate) const ABORTED: usize = 1 << 8;
+pub(super) const ABORTED: usize = 1 << 8;
 /// The node was cancelled with a cause, which is in its cause slot.
-pub(crate) const HAS_CAUSE: usize = 1 << 9;
+pub(super) const HAS_CAUSE: usize = 1 << 9;
 /// The node was cancelled by its own owner's drop; its cause says so.
-pub(crate) const OWN_DROP: usize = 1 << 10;
+pub(super) const OWN_DROP: usize = 1 << 10;
 /// How far the live-child count is shifted.
 const COUNT_SHIFT: u32 = 11;
 /// One live child, in the units of the state word.
-pub(crate) const ONE_CHILD: usize = 1 << COUNT_SHIFT;
+pub(super) const ONE_CHILD: usize = 1 << COUNT_SHIFT;
 /// The largest number of live children one node can have:
 /// 2^53 − 1 on 64-bit targets, 2^21 − 1 (2,097,151) on 32-bit ones.
-pub(crate) const MAX_CHILDREN: usize = usize::MAX >> COUNT_SHIFT;
+pub(super) const MAX_CHILDREN: usize = usize::MAX >> COUNT_SHIFT;
 
 /// Number of live (not yet drained) children in `state`.
 #[inline]
-pub(crate) const fn live_children(state: usize) -> usize {
+pub(super) const fn live_children(state: usize) -> usize {
     state >> COUNT_SHIFT
 }
 
 /// Whether `state` has the cancelled flag.
 #[inline]
-pub(crate) const fn is_cancelled(state: usize) -> bool {
+pub(super) const fn is_cancelled(state: usize) -> bool {
     state & CANCELLED != 0
 }
 
 /// Whether `state` has the aborted flag.
 #[inline]
-pub(crate) const fn is_aborted(state: usize) -> bool {
+pub(super) const fn is_aborted(state: usize) -> bool {
     state & ABORTED != 0
 }
 
 /// Whether `state` is this node's turn: cancelled, and no child left.
 #[inline]
-pub(crate) const fn is_turn(state: usize) -> bool {
+pub(super) const fn is_turn(state: usize) -> bool {
     is_cancelled(state) && live_children(state) == 0
 }
 
 /// Whether `state` is drained: owner done and no child left.
 #[inline]
-pub(crate) const fn is_drained(state: usize) -> bool {
+pub(super) const fn is_drained(state: usize) -> bool {
     state & OWNER_DONE != 0 && live_children(state) == 0
+}
+
+/// A snapshot of a node's state word, read with one acquire load
+/// ([`Node::state`](super::Node::state)): the questions the handles,
+/// futures and reports ask, without the bits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct State(usize);
+
+impl State {
+    #[inline]
+    pub(super) const fn of(word: usize) -> Self {
+        Self(word)
+    }
+
+    /// Shutdown was requested on this node or an ancestor (or its owner
+    /// finished).
+    #[inline]
+    pub(crate) const fn is_cancelled(self) -> bool {
+        is_cancelled(self.0)
+    }
+
+    /// Shutdown was escalated on this node or an ancestor.
+    #[inline]
+    pub(crate) const fn is_aborted(self) -> bool {
+        is_aborted(self.0)
+    }
+
+    /// The node's turn: cancelled, and no child left.
+    #[inline]
+    pub(crate) const fn is_turn(self) -> bool {
+        is_turn(self.0)
+    }
+
+    /// The node drained: its owner is done and no child is left.
+    #[inline]
+    pub(crate) const fn is_drained(self) -> bool {
+        is_drained(self.0)
+    }
+
+    /// The owning `Phaser` was dropped.
+    #[inline]
+    pub(crate) const fn owner_done(self) -> bool {
+        self.0 & OWNER_DONE != 0
+    }
+
+    /// The owning `Phaser` was dropped while its thread panicked.
+    #[inline]
+    pub(crate) const fn panicked(self) -> bool {
+        self.0 & PANICKED != 0
+    }
+
+    /// How many children have not drained yet.
+    #[inline]
+    pub(crate) const fn live_children(self) -> usize {
+        live_children(self.0)
+    }
 }
 
 /// Why a node did not take one more child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NoChild {
+pub(super) enum NoChild {
     /// The node is cancelled: it accepts no child (guarantee 4).
     Cancelled,
     /// The node already has [`MAX_CHILDREN`] live children; one more would
@@ -122,7 +178,7 @@ pub(crate) enum NoChild {
 /// there would leave the lock held (guarantee 13). The caller reports
 /// [`NoChild::Full`] after unlocking.
 #[inline]
-pub(crate) const fn with_one_more_child(state: usize) -> Result<usize, NoChild> {
+pub(super) const fn with_one_more_child(state: usize) -> Result<usize, NoChild> {
     if is_cancelled(state) {
         return Err(NoChild::Cancelled);
     }

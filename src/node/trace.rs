@@ -17,8 +17,6 @@
 //! the others (its level filter is `DEFMT_LOG`, chosen at build time), with
 //! the cause on `cancel`; no `waited` (no clock without `std`).
 
-#[cfg(feature = "tracing")]
-use super::state;
 use super::Node;
 
 /// A cancellation started at `node` (the node a `cancel`/`cancel_with` or
@@ -30,24 +28,8 @@ pub(super) fn cancel(node: &Node) {
         if !listening(node) {
             return; // do not even write the cause out
         }
-        let word = node.load();
-        let cause = if word & state::OWN_DROP != 0 {
-            let how = if word & state::PANICKED != 0 {
-                "panicked"
-            } else {
-                "finished"
-            };
-            Some(match node.label() {
-                Some(label) => alloc::format!("the owner of `{label}` {how}"),
-                None => alloc::format!("the owner of a node {how}"),
-            })
-        } else if word & state::HAS_CAUSE != 0 {
-            node.meta
-                .cause()
-                .map(|cause| alloc::string::ToString::to_string(&cause))
-        } else {
-            None
-        };
+        // The one spelling of a cause is its `Display` (`cause.rs`).
+        let cause = super::cause_of(node).map(|cause| alloc::string::ToString::to_string(&cause));
         event(node, "cancel", cause.as_deref());
     }
     #[cfg(feature = "defmt")]
@@ -184,20 +166,9 @@ fn defmt_event(node: &Node, what: &'static str) {
         defmt::trace!("phaseout: {=str} #{=usize:x}", what, id);
         return;
     };
-    let word = node.load();
     if what != "cancel" {
         defmt::debug!("phaseout: {=str} {=str}", what, label);
-    } else if word & super::state::OWN_DROP != 0 {
-        let how = if word & super::state::PANICKED != 0 {
-            "panicked"
-        } else {
-            "finished"
-        };
-        defmt::debug!("phaseout: cancel {=str} cause=the owner {=str}", label, how);
-    } else if let Some(cause) = (word & super::state::HAS_CAUSE != 0)
-        .then(|| node.meta.cause())
-        .flatten()
-    {
+    } else if let Some(cause) = super::cause_of(node) {
         defmt::debug!("phaseout: cancel {=str} cause={}", label, cause);
     } else {
         defmt::debug!("phaseout: cancel {=str}", label);

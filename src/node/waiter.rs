@@ -16,7 +16,7 @@ use event_listener::EventListener;
 #[cfg(feature = "std")]
 use event_listener::Listener;
 
-use super::Node;
+use super::{Node, State};
 
 /// One future's place among a node's waiters.
 pub(crate) struct Waiter {
@@ -36,16 +36,16 @@ impl Waiter {
         }
     }
 
-    /// Polls until `ready(state)` of `node` holds, registered meanwhile.
+    /// Polls until `ready` holds of `node`'s state, registered meanwhile.
     pub(crate) fn poll(
         &mut self,
         node: &Node,
-        ready: fn(usize) -> bool,
+        ready: fn(State) -> bool,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         #[cfg(feature = "std")]
         {
-            if self.listener.is_none() && ready(node.load()) {
+            if self.listener.is_none() && ready(node.state()) {
                 return Poll::Ready(()); // no waker, no relay needed
             }
             // A relay for this task's waker; the old one (if the waker
@@ -112,7 +112,7 @@ fn leave(listener: EventListener) {
 /// The poll loop of [`Waiter::poll`], with the waker to register in `cx`.
 fn poll_until(
     node: &Node,
-    ready: fn(usize) -> bool,
+    ready: fn(State) -> bool,
     listener: &mut Option<EventListener>,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
@@ -123,12 +123,12 @@ fn poll_until(
             }
             *listener = None; // notified: event-listener removed it
         }
-        if ready(node.load()) {
+        if ready(node.state()) {
             return Poll::Ready(());
         }
         // Register first, then announce and re-check (invariant #4).
         let registered = node.event.listen();
-        if ready(node.announce_waiter()) {
+        if ready(State::of(node.announce_waiter())) {
             leave(registered);
             return Poll::Ready(());
         }
@@ -136,20 +136,20 @@ fn poll_until(
     }
 }
 
-/// Blocks the thread until `ready(state)` of `node` holds or `deadline`
+/// Blocks the thread until `ready` holds of `node`'s state or `deadline`
 /// passes. Returns whether it holds.
 #[cfg(feature = "std")]
 pub(crate) fn wait_until(
     node: &Node,
-    ready: fn(usize) -> bool,
+    ready: fn(State) -> bool,
     deadline: Option<std::time::Instant>,
 ) -> bool {
     loop {
-        if ready(node.load()) {
+        if ready(node.state()) {
             return true;
         }
         let registered = node.event.listen();
-        if ready(node.announce_waiter()) {
+        if ready(State::of(node.announce_waiter())) {
             leave(registered);
             return true;
         }
@@ -159,7 +159,7 @@ pub(crate) fn wait_until(
             }
             Some(deadline) => {
                 if registered.wait_deadline(deadline).is_none() {
-                    return ready(node.load());
+                    return ready(node.state());
                 }
             }
         }

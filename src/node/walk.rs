@@ -22,7 +22,7 @@ use super::{end_of_operation, for_each_child, state, trace, Node, NodeRef};
 use crate::cause::Cause;
 
 /// Why a walk cancels the nodes it reaches first (invariant #10).
-pub(super) enum Reason<'a> {
+enum Reason<'a> {
     /// A plain `cancel()` or `abort()`: no cause.
     Plain,
     /// `cancel_with(cause)`, or what a walk passes down.
@@ -75,7 +75,7 @@ pub(super) fn cancel_for_owner_drop(root: &Node, panicked: bool, if_childless: u
 
 #[inline]
 fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> usize {
-    let prev = root.mark_cancelled(reason, abort, if_childless, true);
+    let prev = mark_cancelled(root, reason, abort, if_childless, true);
     if abort && !state::is_aborted(prev) {
         trace::abort(root);
     }
@@ -129,7 +129,7 @@ fn walk_descendants(root: &Node, reason: &Reason<'_>, abort: bool) {
     while let Some(visit) = stack.pop() {
         match visit {
             Visit::Down(node) => {
-                let prev = node.mark_cancelled(reason, abort, 0, false);
+                let prev = mark_cancelled(&node, reason, abort, 0, false);
                 let done_already = !abort && prev & state::SUBTREE_CANCELLED != 0;
                 if done_already || state::live_children(prev) == 0 {
                     continue; // done already, or a leaf (marked in the same RMW)
@@ -146,4 +146,80 @@ fn walk_descendants(root: &Node, reason: &Reason<'_>, abort: bool) {
             }
         }
     }
+}
+
+/// Sets `CANCELLED` on `node` (and `ABORTED` if `abort`) and wakes the
+/// waiters if that changed the node. `starts_here`: the node is the one the
+/// call was made on (for the `tracing` events). The RMW that cancels the node also records
+/// `reason` (invariant #10). If the node has no child, that is its whole
+/// subtree: `SUBTREE_CANCELLED` and `if_childless` are set in the same
+/// RMW (no child can appear once it is cancelled). Returns the state
+/// before.
+#[inline]
+fn mark_cancelled(
+    node: &Node,
+    reason: &Reason<'_>,
+    abort: bool,
+    if_childless: usize,
+    starts_here: bool,
+) -> usize {
+    let mut cancelled_with = 0;
+    match reason {
+        Reason::Plain => {}
+        Reason::Given(cause) => {
+            if !state::is_cancelled(node.load()) {
+                node.meta.fill(cause);
+                cancelled_with = state::HAS_CAUSE;
+            }
+        }
+        Reason::OwnDrop { panicked, .. } => {
+            cancelled_with = state::OWN_DROP | if *panicked { state::PANICKED } else { 0 };
+        }
+    }
+    let marks = if abort {
+        state::CANCELLED | state::ABORTED
+    } else {
+        state::CANCELLED
+    };
+    let prev = node.update(|current| {
+        let mut next = current | marks;
+        if !state::is_cancelled(current) {
+            next |= cancelled_with;
+            if current & state::HAS_WAITERS != 0 {
+                next |= state::WAKE_PENDING; // until the wake below is done
+            }
+        }
+        if state::live_children(current) == 0 {
+            next |= state::SUBTREE_CANCELLED | if_childless;
+        }
+        (next != current).then_some(next)
+    });
+    if !state::is_cancelled(prev) {
+        trace::cancelled_now(node);
+        if starts_here {
+            trace::cancel(node); // a cancellation started here
+        }
+        if state::live_children(prev) == 0 && if_childless & state::OWNER_DONE == 0 {
+            trace::turn(node); // no child: cancelled is its turn
+        }
+        if prev & state::HAS_WAITERS != 0 {
+            // This RMW may also have given the turn (no child) or
+            // aborted: one wake serves every kind of waiter.
+            node.notify_all();
+            node.clear(state::WAKE_PENDING);
+        }
+    } else if abort && prev & state::HAS_WAITERS != 0 || prev & state::WAKE_PENDING != 0 {
+        // Either an abort, which wakes every aborted node's waiters
+        // before it returns, even those another abort marked first
+        // (invariant #11); or another thread cancelled this node and may
+        // not have woken its waiters yet (preempted, or a slow waker
+        // ahead of them). This call must not return before they are
+        // woken (guarantee 14), so wake them too; a second notification
+        // is harmless. (If the notify in progress is this thread's own,
+        // further up the stack, from a waker that cancels, this one
+        // cannot deadlock on it: no user waker runs while
+        // event-listener holds its lock, `wakes.rs`.)
+        node.notify_all();
+    }
+    prev
 }
