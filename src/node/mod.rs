@@ -441,15 +441,13 @@ impl Drop for Node {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::Node;
-
     /// A full parent: `child()` must panic *after* releasing the lock, so the
     /// node stays usable (guarantee 13). Before 0.2 the limit's panic came
     /// from inside the locked section and `LOCKED` stayed set for good.
     #[test]
     #[cfg(feature = "std")]
     fn a_full_parent_panics_with_its_lock_released() {
-        use super::{new_child, state, NodeRef};
+        use super::{new_child, state, Node, NodeRef};
         use crate::sync::Ordering;
 
         let parent = NodeRef::new(Node::new(None, core::ptr::null()));
