@@ -88,30 +88,24 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
         // (guarantee 18): the walk that cancelled the node may still be on
         // its way down, and what it reaches late was still cancelled for
         // its reason, not because this owner returned.
-        let dropped;
-        let below = match reason {
-            Reason::Plain | Reason::Given(_) => reason,
-            Reason::OwnDrop { panicked } => {
-                dropped = cause_below_a_drop(root, prev, *panicked);
-                match &dropped {
-                    Some(cause) => &Reason::Given(cause),
-                    None => &Reason::Plain,
-                }
-            }
-        };
-        walk_descendants(root, below, abort);
+        match reason {
+            Reason::Plain | Reason::Given(_) => walk_descendants(root, reason, abort),
+            Reason::OwnDrop { panicked } => walk_below_a_drop(root, prev, *panicked, abort),
+        }
         root.set(state::SUBTREE_CANCELLED);
     }
     prev
 }
 
-/// The cause an owner's drop gives the descendants it reaches first:
-/// its own if the drop cancelled `root` (`prev`, the state before, was not
-/// cancelled), else `root`'s cause. Out of line: only a drop with children
-/// needs it, and firmware pays flash for every inlined copy.
+/// The walk below the node of an owner's drop, with the cause the drop
+/// gives the descendants it reaches first: its own if the drop cancelled
+/// `root` (`prev`, the state before, was not cancelled), else `root`'s
+/// cause. Out of line, cause and all: only a drop with children needs it,
+/// and firmware pays flash for every inlined copy of making and dropping a
+/// cause.
 #[inline(never)]
-fn cause_below_a_drop(root: &Node, prev: usize, panicked: bool) -> Option<Cause> {
-    if state::is_cancelled(prev) {
+fn walk_below_a_drop(root: &Node, prev: usize, panicked: bool, abort: bool) {
+    let cause = if state::is_cancelled(prev) {
         // Not by this drop, so `OWN_DROP` is not set: the node's cause is
         // in its slot, or it has none.
         (prev & state::HAS_CAUSE != 0)
@@ -119,7 +113,12 @@ fn cause_below_a_drop(root: &Node, prev: usize, panicked: bool) -> Option<Cause>
             .flatten()
     } else {
         Some(Cause::owner_finished(root.label_cow(), panicked))
-    }
+    };
+    let below = match &cause {
+        Some(cause) => Reason::Given(cause),
+        None => Reason::Plain,
+    };
+    walk_descendants(root, &below, abort);
 }
 
 /// The walk below an already cancelled `root` (invariant #5: no recursion).
