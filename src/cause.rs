@@ -132,6 +132,16 @@ impl Cause {
     }
 }
 
+/// How an owner left, as a cause says it: the one spelling of it (also
+/// used by the `defmt` events, which cannot format a `Cause` for free).
+pub(crate) const fn owner_outcome(panicked: bool) -> &'static str {
+    if panicked {
+        "panicked"
+    } else {
+        "finished"
+    }
+}
+
 impl From<&'static str> for Cause {
     /// A cause that is a message.
     ///
@@ -162,7 +172,7 @@ impl fmt::Display for Cause {
             What::Message(message) => f.write_str(message),
             What::Error(error) => fmt::Display::fmt(error, f),
             What::OwnerFinished { label, panicked } => {
-                let how = if *panicked { "panicked" } else { "finished" };
+                let how = owner_outcome(*panicked);
                 match label {
                     Some(label) => write!(f, "the owner of `{label}` {how}"),
                     None => write!(f, "the owner of a node {how}"),

@@ -11,8 +11,8 @@
 //! Beside `Arc`'s methods it has the raw conversions the core needs: a node
 //! whose owner left keeps a count of itself as a raw pointer (node
 //! invariant #6), and a node's cause slot holds a count of a cause as a
-//! tagged pointer (`node/meta.rs`). The value is the first field of the
-//! block, so a pointer to the value *is* the block's pointer.
+//! tagged pointer (`node/meta.rs`). Those pointers point to the value;
+//! they keep the block's provenance, so the count is found from them.
 
 use alloc::boxed::Box;
 use core::ops::Deref;
@@ -25,14 +25,16 @@ pub(crate) struct Counted<T> {
     block: NonNull<Block<T>>,
 }
 
-/// The heap block: the value, then its count. `repr(C)` keeps the value at
-/// offset 0, so [`Counted::as_ptr`] is the block's address.
+/// The heap block: the count, then the value. The count comes first so
+/// that a small node's count and state word share the block's first cache
+/// line (creating and dropping a child touches both); the value's offset is
+/// [`VALUE_OFFSET`](Counted::VALUE_OFFSET).
 #[repr(C)]
 struct Block<T> {
-    value: T,
     /// How many counts there are: `Counted`s, plus those given away as raw
     /// pointers and not taken back yet.
     refs: AtomicUsize,
+    value: T,
 }
 
 // SAFETY: a `Counted<T>` gives only shared access to its `T`, and its count
@@ -64,10 +66,32 @@ impl<T> Counted<T> {
         }
     }
 
-    /// The value's address; it stays valid as long as a count is held.
+    /// Where the value is in the block.
+    const VALUE_OFFSET: usize = core::mem::offset_of!(Block<T>, value);
+
+    /// The value's address; it stays valid as long as a count is held. It
+    /// keeps the whole block's provenance, so the raw conversions below can
+    /// step back to the count.
     #[inline]
     pub(crate) fn as_ptr(this: &Self) -> *const T {
-        this.block.as_ptr().cast::<T>()
+        // SAFETY: the block is alive (we hold a count); no reference is
+        // made, only a raw pointer to the field.
+        unsafe { core::ptr::addr_of!((*this.block.as_ptr()).value) }
+    }
+
+    /// The block of a value pointer from [`as_ptr`](Self::as_ptr).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from `as_ptr` (or `into_raw`) and the block is alive.
+    #[inline]
+    unsafe fn block_of(ptr: *const T) -> *mut Block<T> {
+        // SAFETY: `ptr` is `VALUE_OFFSET` bytes into a live block (caller),
+        // with the block's provenance (`as_ptr`), so stepping back stays
+        // inside the allocation.
+        unsafe { ptr.byte_sub(Self::VALUE_OFFSET) }
+            .cast::<Block<T>>()
+            .cast_mut()
     }
 
     /// Gives this count away as a pointer, to be taken back with
@@ -88,10 +112,11 @@ impl<T> Counted<T> {
     /// caller owns one count of that block that no `Counted` holds.
     #[inline]
     pub(crate) unsafe fn from_raw(ptr: *const T) -> Self {
+        // SAFETY: the block is alive: the caller owns a count of it.
+        let block = unsafe { Self::block_of(ptr) };
         Self {
-            // SAFETY: the value is at offset 0 of the block (`repr(C)`), and
-            // a pointer from `as_ptr` is never null.
-            block: unsafe { NonNull::new_unchecked(ptr.cast::<Block<T>>().cast_mut()) },
+            // SAFETY: a pointer into a live block is never null.
+            block: unsafe { NonNull::new_unchecked(block) },
         }
     }
 
@@ -108,9 +133,9 @@ impl<T> Counted<T> {
     /// (some count is held, or a node is linked: node invariant #6).
     #[inline]
     pub(crate) unsafe fn new_count(ptr: *const T) -> Self {
-        let block = ptr.cast::<Block<T>>();
-        // SAFETY: the block is alive (caller); only its atomic count is
-        // borrowed.
+        // SAFETY: the block is alive (caller).
+        let block = unsafe { Self::block_of(ptr) };
+        // SAFETY: as above; only its atomic count is borrowed.
         count_one_more(unsafe { &(*block).refs });
         // SAFETY: we just took the count that the new `Counted` owns.
         unsafe { Self::from_raw(ptr) }

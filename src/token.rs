@@ -44,7 +44,11 @@ impl Token {
 impl Token {
     /// Requests shutdown of this node and its whole subtree.
     ///
-    /// As [`Phaser::cancel`](crate::Phaser::cancel).
+    /// When it returns, every node of the subtree is cancelled and every
+    /// task waiting in `cancelled()` on any of them has been woken, even
+    /// if another thread is cancelling the same nodes. Ancestors and
+    /// siblings are not touched. Calling it again is a no-op. It never
+    /// waits for other tasks.
     ///
     /// ```
     /// let root = phaseout::Phaser::new();
@@ -62,7 +66,11 @@ impl Token {
     /// `cancel()`, and gives every node that this call cancels `cause`:
     /// why the program is stopping (a signal, a failed component).
     ///
-    /// As [`Phaser::cancel_with`](crate::Phaser::cancel_with).
+    /// A node keeps the cause of the *first* cancellation that reached
+    /// it: nodes that were already cancelled (by an ancestor, an earlier
+    /// call or their owner's drop) keep theirs. `cause` is anything that
+    /// converts into a [`Cause`](crate::Cause): a `&'static str`, a
+    /// `String`, or `Cause::new(error)`.
     ///
     /// ```
     /// let root = phaseout::Phaser::named("server");
@@ -80,7 +88,12 @@ impl Token {
     /// Why this node is shutting down: the cause of the first
     /// cancellation that reached it.
     ///
-    /// As [`Phaser::cause`](crate::Phaser::cause).
+    /// `None` while the node is live, or when a plain `cancel()` (or
+    /// `abort()`) reached it first. A node cancelled by its own
+    /// `Phaser`'s drop has a cause that names its label and says its
+    /// owner finished (or, with `std`, `panicked`). The answer is final
+    /// as soon as `is_cancelled()` is true, and stays readable after
+    /// the node drained and the nodes above it were freed.
     ///
     /// ```
     /// let root = phaseout::Phaser::new();
@@ -97,7 +110,12 @@ impl Token {
     /// Escalates shutdown of this node and its whole subtree: the grace
     /// period is over, abandon the work in hand and finish now.
     ///
-    /// As [`Phaser::abort`](crate::Phaser::abort).
+    /// Cancels the subtree first if it was not cancelled yet (with no
+    /// cause), then marks every node of it aborted. When it returns,
+    /// every `aborted()` and `cancelled()` waiter in the subtree has been
+    /// woken. It cannot stop a task (no executor is known); it tells it.
+    /// Turns still come children first: a node's turn waits for its
+    /// children to drain, aborted or not. Idempotent; never blocks.
     ///
     /// ```
     /// let root = phaseout::Phaser::new();
@@ -112,8 +130,6 @@ impl Token {
     }
 
     /// Whether this node (or an ancestor) was aborted. One atomic load.
-    ///
-    /// As [`Phaser::is_aborted`](crate::Phaser::is_aborted).
     ///
     /// ```
     /// let root = phaseout::Phaser::new();
@@ -131,7 +147,8 @@ impl Token {
     /// Waits until this node is aborted: the signal to abandon the work
     /// in hand.
     ///
-    /// As [`Phaser::aborted`](crate::Phaser::aborted).
+    /// The future owns a reference to the node: it is `'static` and can
+    /// move into a spawned task. It never keeps the node from draining.
     ///
     /// # Cancellation safety
     ///
@@ -151,8 +168,6 @@ impl Token {
     /// Whether shutdown was requested on this node or an ancestor, or
     /// its `Phaser` was dropped (the owner finished). One atomic load.
     ///
-    /// As [`Phaser::is_cancelled`](crate::Phaser::is_cancelled).
-    ///
     /// ```
     /// let root = phaseout::Phaser::new();
     /// let child = root.child().unwrap();
@@ -168,7 +183,9 @@ impl Token {
 
     /// Waits until this node is cancelled.
     ///
-    /// As [`Phaser::cancelled`](crate::Phaser::cancelled).
+    /// Equivalent to `async fn cancelled(&self)`, but the future owns a
+    /// reference to the node: it is `'static` and can move into a
+    /// spawned task. It never keeps the node from draining.
     ///
     /// # Cancellation safety
     ///
@@ -188,7 +205,14 @@ impl Token {
     /// Runs `fut` until this node is cancelled: `Some(output)` if `fut`
     /// completes first, `None` once the node is cancelled.
     ///
-    /// As [`Phaser::run_until_cancelled`](crate::Phaser::run_until_cancelled).
+    /// Cancellation is checked before `fut` on every poll, so once the
+    /// node is cancelled no more work starts: when both are ready the
+    /// result is `None`, and `fut` is dropped right then. The future owns
+    /// `fut` and a reference to the node (`'static` when `fut` is) and
+    /// allocates nothing.
+    ///
+    /// It reads well as the head of a serving loop:
+    /// `while let Some(conn) = token.run_until_cancelled(listener.accept()).await { … }`.
     ///
     /// # Cancellation safety
     ///
@@ -221,8 +245,6 @@ impl Token {
     }
 
     /// Blocks the thread until this node is cancelled.
-    ///
-    /// As [`Phaser::wait_cancelled`](crate::Phaser::wait_cancelled).
     ///
     /// ```
     /// let root = phaseout::Phaser::new();

@@ -10,9 +10,9 @@
 //! | `cause + 1`     | no label; the slot holds a count of a [`Cause`] (`cause_into_raw`) |
 //! | `labeled`       | a `Box<Labeled>`, set at creation and never changed; its `cause` field is the slot (null or a `Cause`) |
 //!
-//! Both `Labeled` and a cause's block are at least 4-aligned, so the low bit
-//! is free; the tag is added and removed with pointer arithmetic, so the
-//! pointers keep their provenance (Miri checks with strict provenance). The
+//! Both `Labeled` and a cause (a pointer into its counted block, aligned as
+//! `What`) are at least 2-aligned, so the low bit is free; the tag is added
+//! and removed with pointer arithmetic, so the pointers keep their provenance (Miri checks with strict provenance). The
 //! slot is filled at most once, by compare-and-swap from empty, and emptied
 //! only when the node is freed; so a reader that saw it filled sees the same
 //! cause forever. Whether the slot is the node's cause is the state word's

@@ -166,9 +166,18 @@ fn defmt_event(node: &Node, what: &'static str) {
         defmt::trace!("phaseout: {=str} #{=usize:x}", what, id);
         return;
     };
+    let word = node.load();
     if what != "cancel" {
         defmt::debug!("phaseout: {=str} {=str}", what, label);
-    } else if let Some(cause) = super::cause_of(node) {
+    } else if word & super::state::OWN_DROP != 0 {
+        // Not `cause_of`: that would build a cause on the heap at every
+        // labeled drop, even when `DEFMT_LOG` filters this line out.
+        let how = crate::cause::owner_outcome(word & super::state::PANICKED != 0);
+        defmt::debug!("phaseout: cancel {=str} cause=the owner {=str}", label, how);
+    } else if let Some(cause) = (word & super::state::HAS_CAUSE != 0)
+        .then(|| node.meta.cause())
+        .flatten()
+    {
         defmt::debug!("phaseout: cancel {=str} cause={}", label, cause);
     } else {
         defmt::debug!("phaseout: cancel {=str}", label);
