@@ -166,6 +166,32 @@ impl From<String> for Cause {
     }
 }
 
+impl From<Box<dyn Error + Send + Sync>> for Cause {
+    /// A cause that is a boxed error, as `anyhow`-style and
+    /// `Box<dyn Error>` code carries them: the box is kept as it is, so
+    /// `Display` is the error's and [`downcast_ref`](Cause::downcast_ref)
+    /// reaches the boxed error's own type.
+    ///
+    /// ```
+    /// use std::{error::Error, io};
+    ///
+    /// fn open() -> Result<(), Box<dyn Error + Send + Sync>> {
+    ///     Err(io::Error::new(io::ErrorKind::NotFound, "no database file").into())
+    /// }
+    ///
+    /// let root = phaseout::Phaser::named("db");
+    /// if let Err(error) = open() {
+    ///     root.cancel_with(error); // no wrapping by hand
+    /// }
+    /// let cause = root.cause().unwrap();
+    /// assert_eq!(cause.to_string(), "no database file");
+    /// assert_eq!(cause.downcast_ref::<io::Error>().unwrap().kind(), io::ErrorKind::NotFound);
+    /// ```
+    fn from(error: Box<dyn Error + Send + Sync>) -> Self {
+        Self(Counted::new(What::Error(error)))
+    }
+}
+
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &*self.0 {

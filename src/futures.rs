@@ -7,8 +7,8 @@
 //! inputs are, and can be moved into a spawned task. They are
 //! [`FusedFuture`]s, may be polled again after they were ready (they stay
 //! ready), and are cancellation-safe: dropping one unregisters its waker.
-//! All but [`RunUntilCancelled`] (which is `Unpin` when its inner future is)
-//! are `Unpin`.
+//! All but [`RunUntilCancelled`] and [`RunUntilAborted`] (which are `Unpin`
+//! when their inner future is) are `Unpin`.
 //!
 //! # Wakers may do anything
 //!
@@ -124,13 +124,6 @@ until_future! {
     /// ```
     Cancelled,
     State::is_cancelled
-}
-
-impl Cancelled {
-    /// Polls without pinning (it is `Unpin`); for the futures built on it.
-    fn poll_unpinned(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.until.poll(cx)
-    }
 }
 
 until_future! {
@@ -257,7 +250,88 @@ impl<D> fmt::Debug for TurnWithin<D> {
     }
 }
 
-pin_project_lite::pin_project! {
+/// Defines a `run_until_*` future: `fut` runs until a condition on the
+/// node holds (checked first on every poll). The doc comment is the
+/// caller's.
+macro_rules! run_until_future {
+    ($(#[$doc:meta])* $name:ident, $ready:path) => {
+        pin_project_lite::pin_project! {
+            $(#[$doc])*
+            #[must_use = "futures do nothing unless polled"]
+            pub struct $name<F: Future> {
+                until: Until,
+                // `None` once it returned `Ready`: the work is dropped as
+                // soon as its result (or the stop) is known. Pinned
+                // structurally (pin-project-lite writes the projection).
+                #[pin]
+                fut: Option<F>,
+            }
+        }
+
+        impl<F: Future> $name<F> {
+            pub(crate) fn new(node: NodeRef, fut: F) -> Self {
+                Self {
+                    until: Until::new(node, $ready),
+                    fut: Some(fut),
+                }
+            }
+        }
+
+        impl<F: Future> Future for $name<F> {
+            type Output = Option<F::Output>;
+
+            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+                let this = self.project();
+                poll_run_until(this.until, this.fut, cx)
+            }
+        }
+
+        impl<F: Future> FusedFuture for $name<F> {
+            fn is_terminated(&self) -> bool {
+                self.fut.is_none()
+            }
+        }
+
+        impl<F: Future> fmt::Debug for $name<F> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("label", &self.until.node.label())
+                    .field("terminated", &self.fut.is_none())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+/// The poll of a `run_until_*` future: `None` once `stop` holds (checked
+/// before `fut`, so no more work starts), else `fut`'s output. `fut` is
+/// dropped as soon as either is known.
+fn poll_run_until<F: Future>(
+    stop: &mut Until,
+    mut fut: Pin<&mut Option<F>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<F::Output>> {
+    if fut.is_none() {
+        // Polled again after it was ready: the stop is final, and nothing
+        // else can be returned.
+        return Poll::Ready(None);
+    }
+    if stop.poll(cx).is_ready() {
+        fut.set(None);
+        return Poll::Ready(None);
+    }
+    let output = match fut.as_mut().as_pin_mut() {
+        Some(running) => match running.poll(cx) {
+            Poll::Ready(output) => output,
+            Poll::Pending => return Poll::Pending,
+        },
+        None => return Poll::Ready(None),
+    };
+    fut.set(None);
+    Poll::Ready(Some(output))
+}
+
+run_until_future! {
     /// The future returned by `run_until_cancelled(fut)` on a
     /// [`Phaser`](crate::Phaser) or a [`Token`](crate::Token): `Some(output)` if
     /// `fut` completes first, `None` once the node is cancelled.
@@ -279,64 +353,32 @@ pin_project_lite::pin_project! {
     /// assert_eq!(pollster::block_on(token.run_until_cancelled(ready(7))), None);
     /// assert_eq!(pollster::block_on(token.run_until_cancelled(pending::<()>())), None);
     /// ```
-    #[must_use = "futures do nothing unless polled"]
-    pub struct RunUntilCancelled<F: Future> {
-        cancelled: Cancelled,
-        // `None` once it returned `Ready`: the work is dropped as soon as
-        // its result (or the cancellation) is known. Pinned structurally
-        // (pin-project-lite writes the projection, so no `unsafe` here).
-        #[pin]
-        fut: Option<F>,
-    }
+    RunUntilCancelled,
+    State::is_cancelled
 }
 
-impl<F: Future> RunUntilCancelled<F> {
-    pub(crate) fn new(node: NodeRef, fut: F) -> Self {
-        Self {
-            cancelled: Cancelled::new(node),
-            fut: Some(fut),
-        }
-    }
-}
-
-impl<F: Future> Future for RunUntilCancelled<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut fut = this.fut;
-        if fut.is_none() {
-            // Polled again after it was ready: cancellation is final, and
-            // nothing else can be returned.
-            return Poll::Ready(None);
-        }
-        if this.cancelled.poll_unpinned(cx).is_ready() {
-            fut.set(None);
-            return Poll::Ready(None);
-        }
-        let output = match fut.as_mut().as_pin_mut() {
-            Some(running) => match running.poll(cx) {
-                Poll::Ready(output) => output,
-                Poll::Pending => return Poll::Pending,
-            },
-            None => return Poll::Ready(None),
-        };
-        fut.set(None);
-        Poll::Ready(Some(output))
-    }
-}
-
-impl<F: Future> FusedFuture for RunUntilCancelled<F> {
-    fn is_terminated(&self) -> bool {
-        self.fut.is_none()
-    }
-}
-
-impl<F: Future> fmt::Debug for RunUntilCancelled<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunUntilCancelled")
-            .field("label", &self.cancelled.until.node.label())
-            .field("terminated", &self.fut.is_none())
-            .finish_non_exhaustive()
-    }
+run_until_future! {
+    /// The future returned by `run_until_aborted(fut)` on a
+    /// [`Phaser`](crate::Phaser) or a [`Token`](crate::Token): `Some(output)`
+    /// if `fut` completes first, `None` once the node is aborted (the grace
+    /// is over: abandon the work in hand).
+    ///
+    /// Like [`RunUntilCancelled`], for abort: the abort is checked before
+    /// `fut` on every poll, `fut` is dropped as soon as either is known, it
+    /// owns `fut` and a reference to the node, needs no allocation, and is
+    /// `Unpin` when `fut` is.
+    ///
+    /// ```
+    /// use std::future::{pending, ready};
+    ///
+    /// let root = phaseout::Phaser::new();
+    /// let token = root.token();
+    /// root.cancel();
+    /// // Cancelled but not aborted: the work in hand still finishes.
+    /// assert_eq!(pollster::block_on(token.run_until_aborted(ready(7))), Some(7));
+    /// root.abort();
+    /// assert_eq!(pollster::block_on(token.run_until_aborted(pending::<()>())), None);
+    /// ```
+    RunUntilAborted,
+    State::is_aborted
 }

@@ -211,6 +211,7 @@ mod report;
 #[cfg(feature = "signal")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 pub mod signal;
+mod staged;
 mod sync;
 mod token;
 
@@ -218,6 +219,7 @@ pub use crate::cause::Cause;
 pub use crate::error::ShutdownStarted;
 pub use crate::phaser::Phaser;
 pub use crate::report::{NodeState, Report, ReportEntry};
+pub use crate::staged::Stopped;
 pub use crate::token::Token;
 
 #[cfg(test)]
@@ -237,6 +239,8 @@ mod send_sync_checks {
         is_send::<crate::futures::Turn>();
         is_send::<crate::futures::TurnWithin<core::future::Ready<()>>>();
         is_send::<crate::futures::RunUntilCancelled<core::future::Ready<()>>>();
+        is_send::<crate::futures::RunUntilAborted<core::future::Ready<()>>>();
+        is_send_sync::<crate::Stopped>();
     }
 }
 

@@ -332,6 +332,61 @@ impl Phaser {
         self.turn_within(deadline)
     }
 
+    /// The staged stop in one call: cancels this node's subtree at once
+    /// (when called), waits for its turn within `grace`; if the grace runs
+    /// out, [`abort`](Self::abort)s the subtree and waits within
+    /// `abort_grace` more.
+    ///
+    /// `sleep` is your executor's timer function (`tokio::time::sleep`,
+    /// `|d| smol::Timer::after(d)`, `embassy_time::Timer::after`…); it is
+    /// first called when the future is first polled, and the grace counts
+    /// from then. The future owns what it needs (`'static` when `sleep` is).
+    ///
+    /// # Errors
+    ///
+    /// `Err(report)` if nodes are still running after the abort grace:
+    /// the report names them (marked aborted). On `Ok`,
+    /// [`Stopped::aborted`](crate::Stopped::aborted) says who was still
+    /// running when the grace ran out, if an abort was needed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), phaseout::Report> {
+    /// let root = phaseout::Phaser::named("app");
+    /// let server = root.child_named("server").unwrap();
+    /// let task = std::thread::spawn(move || {
+    ///     server.wait_cancelled(); // finish the requests in hand, then:
+    ///     drop(server);
+    /// });
+    /// // With tokio: `root.shutdown_staged(grace, abort_grace, tokio::time::sleep).await`.
+    /// let sleep = |time: Duration| async move { std::thread::sleep(time) };
+    /// let stopped = pollster::block_on(root.shutdown_staged(
+    ///     Duration::from_secs(10),
+    ///     Duration::from_secs(5),
+    ///     sleep,
+    /// ))?;
+    /// if let Some(late) = stopped.aborted() {
+    ///     eprintln!("aborted after the grace:\n{late}");
+    /// }
+    /// # task.join().unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shutdown_staged<S, D>(
+        &self,
+        grace: core::time::Duration,
+        abort_grace: core::time::Duration,
+        sleep: S,
+    ) -> impl Future<Output = Result<crate::Stopped, Report>>
+    where
+        S: Fn(core::time::Duration) -> D,
+        D: Future,
+    {
+        self.cancel();
+        crate::staged::staged(NodeRef::clone(&self.node), grace, abort_grace, sleep)
+    }
+
     /// The label given at creation, if any.
     ///
     /// ```
@@ -592,6 +647,41 @@ impl Phaser {
         fut: F,
     ) -> crate::futures::RunUntilCancelled<F> {
         crate::futures::RunUntilCancelled::new(NodeRef::clone(&self.node), fut)
+    }
+
+    /// Runs `fut` until this node is aborted: `Some(output)` if `fut`
+    /// completes first, `None` once the node is aborted.
+    ///
+    /// The abort-side twin of `run_until_cancelled`: for the work in hand
+    /// that should still finish after the cancel, during the grace, but be
+    /// dropped when the grace is over. The abort is checked before `fut` on
+    /// every poll, and `fut` is dropped as soon as either is known. The
+    /// future owns `fut` and a reference to the node (`'static` when `fut`
+    /// is) and allocates nothing.
+    ///
+    /// # Cancellation safety
+    ///
+    /// As safe as `fut`: dropping the future drops `fut`.
+    ///
+    /// ```
+    /// use std::future::{pending, ready};
+    ///
+    /// let root = phaseout::Phaser::new();
+    /// let handle = &root;
+    /// root.cancel();
+    /// pollster::block_on(async {
+    ///     // The grace: the request in hand still completes.
+    ///     assert_eq!(handle.run_until_aborted(ready("sent")).await, Some("sent"));
+    ///     root.abort();
+    ///     // The grace is over: a request still waiting is dropped.
+    ///     assert_eq!(handle.run_until_aborted(pending::<&str>()).await, None);
+    /// });
+    /// ```
+    pub fn run_until_aborted<F: core::future::Future>(
+        &self,
+        fut: F,
+    ) -> crate::futures::RunUntilAborted<F> {
+        crate::futures::RunUntilAborted::new(NodeRef::clone(&self.node), fut)
     }
 
     /// Blocks the thread until this node is cancelled.

@@ -244,6 +244,41 @@ impl Token {
         crate::futures::RunUntilCancelled::new(NodeRef::clone(&self.node), fut)
     }
 
+    /// Runs `fut` until this node is aborted: `Some(output)` if `fut`
+    /// completes first, `None` once the node is aborted.
+    ///
+    /// The abort-side twin of `run_until_cancelled`: for the work in hand
+    /// that should still finish after the cancel, during the grace, but be
+    /// dropped when the grace is over. The abort is checked before `fut` on
+    /// every poll, and `fut` is dropped as soon as either is known. The
+    /// future owns `fut` and a reference to the node (`'static` when `fut`
+    /// is) and allocates nothing.
+    ///
+    /// # Cancellation safety
+    ///
+    /// As safe as `fut`: dropping the future drops `fut`.
+    ///
+    /// ```
+    /// use std::future::{pending, ready};
+    ///
+    /// let root = phaseout::Phaser::new();
+    /// let handle = &root.token();
+    /// root.cancel();
+    /// pollster::block_on(async {
+    ///     // The grace: the request in hand still completes.
+    ///     assert_eq!(handle.run_until_aborted(ready("sent")).await, Some("sent"));
+    ///     root.abort();
+    ///     // The grace is over: a request still waiting is dropped.
+    ///     assert_eq!(handle.run_until_aborted(pending::<&str>()).await, None);
+    /// });
+    /// ```
+    pub fn run_until_aborted<F: core::future::Future>(
+        &self,
+        fut: F,
+    ) -> crate::futures::RunUntilAborted<F> {
+        crate::futures::RunUntilAborted::new(NodeRef::clone(&self.node), fut)
+    }
+
     /// Blocks the thread until this node is cancelled.
     ///
     /// ```

@@ -158,3 +158,46 @@ fn blocking_and_async_waiters_on_threads_are_woken_by_abort() {
         blocked.join().unwrap();
     }
 }
+
+/// `run_until_aborted`: the work in hand runs through the cancel (the
+/// grace), and is dropped, not polled again, once the node is aborted.
+#[test]
+fn run_until_aborted_runs_through_the_cancel_and_stops_at_the_abort() {
+    use std::future::{pending, ready};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct DropFlag(Arc<AtomicBool>);
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    let root = Phaser::new();
+    let token = root.token();
+    root.cancel();
+    assert_eq!(
+        pollster::block_on(token.run_until_aborted(ready(1))),
+        Some(1),
+        "a cancel stopped the work in hand"
+    );
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(Arc::clone(&dropped));
+    let mut work = Box::pin(root.run_until_aborted(async move {
+        let _flag = flag;
+        pending::<()>().await;
+    }));
+    let (wakes, waker) = CountingWaker::new();
+    assert_eq!(poll_once(&mut work, &waker), Poll::Pending);
+    assert!(!dropped.load(Ordering::SeqCst));
+    token.abort();
+    assert!(wakes.wakes() > 0, "the abort did not wake the work");
+    assert_eq!(poll_once(&mut work, &waker), Poll::Ready(None));
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the work was kept after the abort"
+    );
+    assert!(futures_core::FusedFuture::is_terminated(&*work));
+    // Aborted first: even ready work is not run.
+    assert_eq!(pollster::block_on(token.run_until_aborted(ready(2))), None);
+}

@@ -235,3 +235,25 @@ fn racing_causes_are_final_once_cancelled_is_seen() {
         assert_eq!(text(root.cause()).as_deref(), Some("outer"));
     }
 }
+
+/// `Box<dyn Error + Send + Sync>` goes straight in (as `?`-style code holds
+/// its errors), and the box is not wrapped again: `downcast_ref` reaches
+/// the boxed error's own type, `Display` is its text.
+#[test]
+fn a_boxed_error_is_a_cause_of_its_own_type() {
+    use std::error::Error;
+    use std::io;
+
+    let boxed: Box<dyn Error + Send + Sync> = Box::new(io::Error::other("disk full"));
+    let root = Phaser::named("db");
+    root.cancel_with(boxed);
+    let cause = root.cause().unwrap();
+    assert_eq!(cause.to_string(), "disk full");
+    let io = cause
+        .downcast_ref::<io::Error>()
+        .expect("the boxed type is unreachable");
+    assert_eq!(io.kind(), io::ErrorKind::Other);
+    assert!(cause.downcast_ref::<std::fmt::Error>().is_none());
+    let from_str: Box<dyn Error + Send + Sync> = "no such table".into();
+    assert_eq!(Cause::from(from_str).to_string(), "no such table");
+}
