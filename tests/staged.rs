@@ -136,6 +136,10 @@ fn a_turn_that_came_already_needs_no_timer_to_fire() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri cannot run the I/O and timer drivers (timerfd, epoll)"
+)]
 fn on_tokio_with_its_timer() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -170,6 +174,10 @@ fn on_tokio_with_its_timer() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri cannot run the I/O and timer drivers (timerfd, epoll)"
+)]
 fn on_smol_with_its_timer() {
     smol::block_on(async {
         let root = Phaser::named("app");
