@@ -7,7 +7,7 @@
 
 use defmt::{Display2Format, Format, Formatter};
 
-use crate::{Cause, NodeState, Report, ReportEntry, ShutdownStarted};
+use crate::{Cause, Failure, NodeState, Report, ReportEntry, ShutdownStarted};
 
 impl Format for NodeState {
     fn format(&self, f: Formatter<'_>) {
@@ -39,6 +39,13 @@ impl Format for Cause {
     }
 }
 
+impl Format for Failure {
+    /// The failure's `Display`: the node and its cause.
+    fn format(&self, f: Formatter<'_>) {
+        defmt::write!(f, "{}", Display2Format(self));
+    }
+}
+
 impl Format for ReportEntry {
     /// The line `Display` shows, without the indentation.
     fn format(&self, f: Formatter<'_>) {
@@ -47,12 +54,17 @@ impl Format for ReportEntry {
 }
 
 impl Format for Report {
-    /// One node a line, indented two spaces a level, as `Display`.
+    /// One node a line, indented two spaces a level, then the failures,
+    /// as `Display`.
     fn format(&self, f: Formatter<'_>) {
         const SPACES: &str = "                                ";
-        for entry in self.entries() {
+        let report = self;
+        for entry in report.entries() {
             let indent = (2 * entry.depth()).min(SPACES.len());
             defmt::write!(f, "\n{=str}{}", &SPACES[..indent], entry);
+        }
+        for failure in report.failures() {
+            defmt::write!(f, "\nfailure: {}", Display2Format(failure));
         }
     }
 }

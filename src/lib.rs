@@ -203,6 +203,7 @@ mod counted;
 #[cfg(feature = "defmt")]
 mod defmt_format;
 mod error;
+mod failure;
 pub mod futures;
 mod label;
 mod node;
@@ -217,6 +218,7 @@ mod token;
 
 pub use crate::cause::Cause;
 pub use crate::error::ShutdownStarted;
+pub use crate::failure::Failure;
 pub use crate::phaser::Phaser;
 pub use crate::report::{NodeState, Report, ReportEntry};
 pub use crate::staged::Stopped;
@@ -234,6 +236,7 @@ mod send_sync_checks {
         is_send_sync::<crate::Report>();
         is_send_sync::<crate::ShutdownStarted>();
         is_send_sync::<crate::Cause>();
+        is_send_sync::<crate::Failure>();
         is_send::<crate::futures::Aborted>();
         is_send::<crate::futures::Cancelled>();
         is_send::<crate::futures::Turn>();

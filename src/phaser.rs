@@ -158,7 +158,7 @@ impl Phaser {
     /// ```
     #[inline]
     pub fn child(&self) -> Result<Phaser, ShutdownStarted> {
-        self.make_child(None)
+        self.make_child(None, false)
     }
 
     /// Like [`child`](Self::child), with a label.
@@ -169,12 +169,122 @@ impl Phaser {
     /// assert_eq!(pipeline.label(), Some("pipeline"));
     /// ```
     pub fn child_named(&self, label: impl Into<Label>) -> Result<Phaser, ShutdownStarted> {
-        self.make_child(Some(label.into()))
+        self.make_child(Some(label.into()), false)
+    }
+
+    /// Like [`child`](Self::child), and the new node is a **scope**: the
+    /// failures below it ([`fail`](Self::fail), a
+    /// [`critical`](Self::critical) node's panic) are recorded in it and
+    /// cancel it, not the nodes above it. For a connection, a job, a
+    /// plugin: one of them failing stops only itself.
+    ///
+    /// # Errors
+    ///
+    /// [`ShutdownStarted`] if this node is already cancelled.
+    ///
+    /// ```
+    /// let server = phaseout::Phaser::named("server");
+    /// let connection = server.child_scope().unwrap();
+    /// let handler = connection.child_named("handler").unwrap();
+    /// handler.fail("bad request");
+    /// assert!(connection.is_cancelled());
+    /// assert!(!server.is_cancelled(), "one connection failing stops only itself");
+    /// assert_eq!(connection.failures()[0].label(), Some("handler"));
+    /// assert!(server.failures().is_empty());
+    /// ```
+    pub fn child_scope(&self) -> Result<Phaser, ShutdownStarted> {
+        self.make_child(None, true)
+    }
+
+    /// Like [`child_scope`](Self::child_scope), with a label.
+    ///
+    /// # Errors
+    ///
+    /// [`ShutdownStarted`] if this node is already cancelled.
+    ///
+    /// ```
+    /// let server = phaseout::Phaser::named("server");
+    /// let job = server.child_scope_named("job 7").unwrap();
+    /// job.fail("timed out");
+    /// assert_eq!(job.failures()[0].to_string(), "`job 7` failed: timed out");
+    /// ```
+    pub fn child_scope_named(&self, label: impl Into<Label>) -> Result<Phaser, ShutdownStarted> {
+        self.make_child(Some(label.into()), true)
+    }
+
+    /// Marks this node **critical**: if its owner panics (this `Phaser` is
+    /// dropped while its thread panics), its scope fails as with
+    /// [`fail`](Self::fail), with a cause that says the owner panicked.
+    /// Without it a panic only cancels the node's subtree, so a panicking
+    /// request handler does not stop a server by default.
+    ///
+    /// A panic can only be seen with `std`; without it `critical` changes
+    /// nothing.
+    ///
+    /// ```
+    /// let app = phaseout::Phaser::named("app");
+    /// let db = app.child_named("db").unwrap().critical();
+    /// let _ = std::thread::spawn(move || {
+    ///     let _db = db;
+    ///     panic!("corrupt page");
+    /// })
+    /// .join();
+    /// assert!(app.is_cancelled(), "the program stops when its db dies");
+    /// assert_eq!(app.cause().unwrap().to_string(), "the owner of `db` panicked");
+    /// assert!(app.failures()[0].panicked());
+    /// ```
+    #[must_use = "`critical` returns the Phaser; dropping it at once ends the component"]
+    pub fn critical(mut self) -> Phaser {
+        self.node.set_critical();
+        self
+    }
+
+    /// This component failed: records a [`Failure`](crate::Failure) (this
+    /// node's label and `cause`) in the node's **scope**, the nearest node
+    /// at or above it made with [`child_scope`](Self::child_scope) or the
+    /// root, then cancels the whole scope with `cause`, in order, children
+    /// first, as every cancel.
+    ///
+    /// The first cause wins, as always: a scope already stopping for
+    /// `SIGTERM` keeps that cause, and the failure is still recorded. Every
+    /// failure is kept, in order, once each. Never blocks; the owner still
+    /// waits for its turn and drops as usual. A failure is never refused:
+    /// the scope cannot drain while this node's owner is live.
+    ///
+    /// ```
+    /// let app = phaseout::Phaser::named("app");
+    /// let web = app.child_named("web").unwrap();
+    /// let db = web.child_named("db").unwrap();
+    /// db.fail(std::io::Error::other("disk full"));
+    /// assert!(app.is_cancelled() && web.is_cancelled());
+    /// assert_eq!(web.cause().unwrap().to_string(), "disk full");
+    /// let failures = app.failures();
+    /// assert_eq!(failures.len(), 1);
+    /// assert_eq!(failures[0].to_string(), "`db` failed: disk full");
+    /// ```
+    pub fn fail(&self, cause: impl Into<crate::Cause>) {
+        node::fail(&self.node, cause.into(), false);
+    }
+
+    /// The failures recorded in this node if it is a scope (a root, or made
+    /// with [`child_scope`](Self::child_scope)), in the order they
+    /// happened; empty otherwise. May be called while failures are still
+    /// being added.
+    ///
+    /// ```
+    /// let app = phaseout::Phaser::new();
+    /// assert!(app.failures().is_empty());
+    /// app.child_named("a").unwrap().fail("first");
+    /// app.child_named("b").unwrap_err(); // cancelled by the first failure
+    /// assert_eq!(app.failures().len(), 1);
+    /// ```
+    pub fn failures(&self) -> alloc::vec::Vec<crate::Failure> {
+        node::failures(&self.node)
     }
 
     #[inline]
-    fn make_child(&self, label: Option<Label>) -> Result<Phaser, ShutdownStarted> {
-        match self.node.child(label) {
+    fn make_child(&self, label: Option<Label>, scope: bool) -> Result<Phaser, ShutdownStarted> {
+        match self.node.child(label, scope) {
             Some(node) => Ok(Phaser { node }),
             None => Err(ShutdownStarted::new(self.node.label_cow())),
         }

@@ -3,8 +3,9 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::failure::Failure;
 use crate::label::Label;
-use crate::node::{cause_of, for_each_child, NodeRef, State};
+use crate::node::{cause_of, failures, for_each_child, NodeRef, State};
 use crate::Cause;
 
 /// Where a node is in its shutdown, as seen by a [`Report`].
@@ -241,6 +242,8 @@ impl fmt::Display for ReportEntry {
 #[derive(Clone)]
 pub struct Report {
     entries: Vec<ReportEntry>,
+    /// The failures recorded in the report's root, if it is a scope.
+    failures: Vec<Failure>,
 }
 
 impl Report {
@@ -290,7 +293,26 @@ impl Report {
             for_each_child(&node, |child| children.push(child));
             stack.extend(children.drain(..).map(|child| (child, depth + 1)));
         }
-        Self { entries }
+        Self {
+            entries,
+            failures: failures(root),
+        }
+    }
+
+    /// The failures recorded in the report's root node, if it is a scope
+    /// (see [`Phaser::fail`](crate::Phaser::fail)), in the order they
+    /// happened. `Display` lists them after the tree, one a line.
+    ///
+    /// ```
+    /// let app = phaseout::Phaser::named("app");
+    /// let db = app.child_named("db").unwrap();
+    /// db.fail("disk full");
+    /// let report = app.report();
+    /// assert_eq!(report.failures()[0].label(), Some("db"));
+    /// assert!(report.to_string().ends_with("failure: `db` failed: disk full\n"));
+    /// ```
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
     }
 
     /// The nodes, in display order (pre-order, oldest child first).
@@ -329,6 +351,9 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for entry in &self.entries {
             writeln!(f, "{:indent$}{entry}", "", indent = 2 * entry.depth)?;
+        }
+        for failure in &self.failures {
+            writeln!(f, "failure: {failure}")?;
         }
         Ok(())
     }

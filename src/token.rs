@@ -295,6 +295,24 @@ impl Token {
     }
 }
 
+/// Supervision, as on [`Phaser`](crate::Phaser).
+impl Token {
+    /// The failures recorded in this node if it is a scope, in the order
+    /// they happened; empty otherwise. Readable after the scope drained:
+    /// `main` keeps a `Token` of the root to report what failed.
+    ///
+    /// ```
+    /// let root = phaseout::Phaser::named("app");
+    /// let watch = root.token();
+    /// root.child_named("db").unwrap().fail("disk full");
+    /// drop(root); // drained
+    /// assert_eq!(watch.failures()[0].to_string(), "`db` failed: disk full");
+    /// ```
+    pub fn failures(&self) -> alloc::vec::Vec<crate::Failure> {
+        node::failures(&self.node)
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Token")

@@ -23,14 +23,24 @@
 use alloc::boxed::Box;
 use core::ptr;
 
+use alloc::vec::Vec;
+
 use crate::cause::{Cause, What};
 use crate::counted::Counted;
+use crate::failure::Failure;
 use crate::label::Label;
 use crate::sync::{AtomicPtr, Ordering};
 
-/// The heap part of a labeled node.
+/// The heap part of a labeled node, and of every scope (which keeps its
+/// failure list here).
 struct Labeled {
-    label: Label,
+    label: Option<Label>,
+    /// Whether the node is a scope (set at creation, never changed).
+    scope: bool,
+    /// The scope's failures, newest first: null, or the head of a list of
+    /// [`Recorded`] that only grows (pushed by compare-and-swap) until the
+    /// node is freed.
+    failures: AtomicPtr<Recorded>,
     /// Null, or a count of a cause ([`cause_into_raw`]).
     cause: AtomicPtr<u8>,
     /// When the node was cancelled, in nanoseconds since [`epoch`] plus
@@ -49,6 +59,13 @@ fn epoch() -> std::time::Instant {
 // Both kinds of pointer leave the low bit free for the tag. (A cause's
 // pointer is its counted block's, which is at least as aligned as `What`.)
 const _: () = assert!(core::mem::align_of::<Labeled>() >= 2);
+
+/// One entry of a scope's failure list. Never changed once pushed.
+struct Recorded {
+    failure: Failure,
+    /// The entry pushed before this one (null for the first).
+    older: *mut Recorded,
+}
 const _: () = assert!(core::mem::align_of::<What>() >= 2);
 
 /// Gives a count of `cause` to the slot, as a pointer.
@@ -93,11 +110,15 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
-    pub(crate) fn new(label: Option<Label>) -> Self {
-        let word = match label {
-            None => ptr::null_mut(),
-            Some(label) => Box::into_raw(Box::new(Labeled {
+    /// A node's meta word: null for an unlabeled node that is not a scope
+    /// (nothing to allocate), else a [`Labeled`] block.
+    pub(crate) fn new(label: Option<Label>, scope: bool) -> Self {
+        let word = match (label, scope) {
+            (None, false) => ptr::null_mut(),
+            (label, scope) => Box::into_raw(Box::new(Labeled {
                 label,
+                scope,
+                failures: AtomicPtr::new(ptr::null_mut()),
                 cause: AtomicPtr::new(ptr::null_mut()),
                 #[cfg(all(feature = "tracing", feature = "std"))]
                 cancelled_at: core::sync::atomic::AtomicU64::new(0),
@@ -124,7 +145,61 @@ impl Meta {
     }
 
     pub(crate) fn label(&self) -> Option<&Label> {
-        self.labeled().map(|labeled| &labeled.label)
+        self.labeled()?.label.as_ref()
+    }
+
+    /// Whether the node is a scope (made so at creation).
+    pub(crate) fn is_scope(&self) -> bool {
+        self.labeled().is_some_and(|labeled| labeled.scope)
+    }
+
+    /// Adds `failure` to a scope's list, after every failure recorded
+    /// before. One allocation, then a compare-and-swap loop that only
+    /// retries when another failure was pushed meanwhile: each failure is
+    /// in the list exactly once. Does nothing if the node is not a scope.
+    pub(crate) fn record_failure(&self, failure: Failure) {
+        let Some(labeled) = self.labeled().filter(|labeled| labeled.scope) else {
+            return;
+        };
+        let entry = Box::into_raw(Box::new(Recorded {
+            failure,
+            older: ptr::null_mut(),
+        }));
+        let mut head = labeled.failures.load(Ordering::Acquire);
+        loop {
+            // SAFETY: `entry` is ours until the exchange below publishes it.
+            unsafe { (*entry).older = head };
+            // Release: a reader that sees the entry sees its contents.
+            match labeled.failures.compare_exchange_weak(
+                head,
+                entry,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(newer) => head = newer,
+            }
+        }
+    }
+
+    /// The failures recorded so far, oldest first (empty if the node is not
+    /// a scope). May run while failures are being added: it sees a prefix.
+    pub(crate) fn failures(&self) -> Vec<Failure> {
+        let mut failures = Vec::new();
+        let Some(labeled) = self.labeled() else {
+            return failures;
+        };
+        let mut entry = labeled.failures.load(Ordering::Acquire);
+        while !entry.is_null() {
+            // SAFETY: a pushed entry is never changed or freed before the
+            // node (`drop` below), and its push happens-before our acquire
+            // load of it (or of a newer head).
+            let recorded = unsafe { &*entry };
+            failures.push(recorded.failure.clone());
+            entry = recorded.older;
+        }
+        failures.reverse();
+        failures
     }
 
     /// Puts `cause` in the slot if it is empty. Either way the slot is full
@@ -211,6 +286,13 @@ impl Drop for Meta {
         } else if !word.is_null() {
             // SAFETY: the box made in `new`; this is its only release.
             let labeled = unsafe { Box::from_raw(word.cast::<Labeled>()) };
+            let mut entry = labeled.failures.load(Ordering::Relaxed);
+            while !entry.is_null() {
+                // SAFETY: every entry was made by `Box` in `record_failure`
+                // and is freed only here, once.
+                let recorded = unsafe { Box::from_raw(entry) };
+                entry = recorded.older;
+            }
             labeled.cause.load(Ordering::Relaxed)
         } else {
             ptr::null_mut()

@@ -163,6 +163,7 @@ mod lock;
 mod meta;
 mod owner;
 mod state;
+mod supervise;
 mod trace;
 mod waiter;
 #[cfg(feature = "std")]
@@ -177,6 +178,7 @@ pub(crate) use self::links::for_each_child;
 use self::links::{ChildList, Siblings};
 pub(crate) use self::owner::Owner;
 pub(crate) use self::state::State;
+pub(crate) use self::supervise::{fail, failures};
 #[cfg(feature = "std")]
 pub(crate) use self::waiter::wait_until;
 pub(crate) use self::waiter::Waiter;
@@ -237,12 +239,13 @@ impl core::panic::UnwindSafe for Node {}
 impl core::panic::RefUnwindSafe for Node {}
 
 impl Node {
-    /// A new Live node with no children.
-    pub(crate) fn new(label: Option<Label>, parent: *const Node) -> Self {
+    /// A new Live node with no children; a root (`parent` null) is always
+    /// a scope.
+    pub(crate) fn new(label: Option<Label>, parent: *const Node, scope: bool) -> Self {
         Self {
             state: AtomicUsize::new(0),
             event: Event::new(),
-            meta: meta::Meta::new(label),
+            meta: meta::Meta::new(label, scope || parent.is_null()),
             parent,
             children: UnsafeCell::new(ChildList::new()),
             siblings: UnsafeCell::new(Siblings::new()),
@@ -397,11 +400,11 @@ pub(crate) fn cause_of(node: &Node) -> Option<Cause> {
 /// If `parent` already has [`state::MAX_CHILDREN`] live children; the lock
 /// is released first.
 #[inline]
-fn new_child(parent: &NodeRef, label: Option<Label>) -> Option<NodeRef> {
+fn new_child(parent: &NodeRef, label: Option<Label>, scope: bool) -> Option<NodeRef> {
     if state::is_cancelled(parent.load()) {
         return None; // refused without allocating
     }
-    let child = NodeRef::new(Node::new(label, NodeRef::as_ptr(parent)));
+    let child = NodeRef::new(Node::new(label, NodeRef::as_ptr(parent), scope));
     // SAFETY: the caller's `parent` holds a count of the node.
     let linked = unsafe {
         with_children(
@@ -450,14 +453,14 @@ mod tests {
         use super::{new_child, state, Node, NodeRef};
         use crate::sync::Ordering;
 
-        let parent = NodeRef::new(Node::new(None, core::ptr::null()));
+        let parent = NodeRef::new(Node::new(None, core::ptr::null(), true));
         let full = state::MAX_CHILDREN * state::ONE_CHILD;
         // As if MAX_CHILDREN children were linked (there is no memory for
         // them on 64-bit targets; tests/limits.rs makes them for real on
         // 32-bit ones).
         parent.state.store(full, Ordering::Relaxed);
         let panic = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
-            new_child(&parent, None);
+            new_child(&parent, None, false);
         }))
         .unwrap_err();
         let message = panic.downcast_ref::<String>().unwrap();
@@ -466,7 +469,7 @@ mod tests {
         assert_eq!(word & state::LOCKED, 0, "the panic left the lock held");
         assert_eq!(word, full, "the refused child changed the word");
         parent.state.store(0, Ordering::Relaxed); // no children really exist
-        let child = new_child(&parent, None).expect("the parent is unusable");
+        let child = new_child(&parent, None, false).expect("the parent is unusable");
         assert_eq!(state::live_children(parent.load()), 1);
         let mut child = core::mem::ManuallyDrop::new(child);
         // SAFETY: `child` is the owner's count, not used after this; the

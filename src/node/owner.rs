@@ -20,24 +20,35 @@ pub(crate) struct Owner {
     /// `ManuallyDrop`: the drop hands the count over to the node, or
     /// releases it, never both (`release_owner`).
     node: ManuallyDrop<NodeRef>,
+    /// The owner's panic fails the node's scope (`Phaser::critical`). Kept
+    /// here, not in the node: only the owner's drop reads it.
+    critical: bool,
 }
 
 impl Owner {
     /// A new root node with its owner.
     pub(crate) fn root(label: Option<Label>) -> Self {
         Self {
-            node: ManuallyDrop::new(NodeRef::new(Node::new(label, core::ptr::null()))),
+            node: ManuallyDrop::new(NodeRef::new(Node::new(label, core::ptr::null(), true))),
+            critical: false,
         }
     }
 
     /// A new child node of this one with its owner, or `None` if this node
-    /// is cancelled (see [`new_child`] for the limit's panic).
+    /// is cancelled (see [`new_child`] for the limit's panic). `scope`: the
+    /// child contains the failures below it.
     #[inline]
-    pub(crate) fn child(&self, label: Option<Label>) -> Option<Self> {
-        let node = new_child(&self.node, label)?;
+    pub(crate) fn child(&self, label: Option<Label>, scope: bool) -> Option<Self> {
+        let node = new_child(&self.node, label, scope)?;
         Some(Self {
             node: ManuallyDrop::new(node),
+            critical: false,
         })
+    }
+
+    /// From now on the owner's panic fails the node's scope.
+    pub(crate) fn set_critical(&mut self) {
+        self.critical = true;
     }
 }
 
@@ -60,11 +71,24 @@ impl Drop for Owner {
         let panicked = std::thread::panicking();
         #[cfg(not(feature = "std"))]
         let panicked = false;
+        if panicked && self.critical {
+            fail_for_panic(&self.node);
+        }
         // SAFETY: `self.node` holds the owner's count and is not used
         // again: `release_owner` releases it or leaves it to the node,
         // which may already be draining on another thread.
         unsafe { release_owner(&mut self.node, panicked) };
     }
+}
+
+/// A critical node's owner panicked: its scope fails, with a cause that
+/// says so. Out of line: a drop that is not a critical panic pays one
+/// branch for it.
+#[cold]
+#[inline(never)]
+fn fail_for_panic(node: &NodeRef) {
+    let cause = crate::cause::Cause::owner_finished(node.label_cow(), true);
+    super::supervise::fail(node, cause, true);
 }
 
 /// The owner of a node is done: cancel the subtree, mark the node, and

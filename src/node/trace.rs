@@ -15,7 +15,8 @@
 //! Feature `defmt` logs the same four events for firmware, `phaseout:
 //! <event> <label>` at debug for labeled nodes and `#<id>` at trace for
 //! the others (its level filter is `DEFMT_LOG`, chosen at build time), with
-//! the cause on `cancel`; no `waited` (no clock without `std`).
+//! the cause on `cancel`; no `waited` (no clock without `std`). A `fail`
+//! (node and cause) is logged at WARN by both, labeled or not.
 
 use super::Node;
 
@@ -98,6 +99,35 @@ pub(super) fn wants_turn_of(prev: usize) -> bool {
         let _ = prev;
         false
     }
+}
+
+/// `node` failed with `cause` (`Phaser::fail`, or a critical node's
+/// panic): at WARN whatever the node, since a failure is news.
+#[inline]
+pub(super) fn fail(node: &Node, cause: &crate::cause::Cause) {
+    #[cfg(feature = "tracing")]
+    if tracing::enabled!(target: "phaseout", tracing::Level::WARN) {
+        use core::fmt::Write;
+        let mut id = alloc::string::String::new();
+        let name = match node.label() {
+            Some(label) => label,
+            None => {
+                let _ = write!(id, "#{:x}", core::ptr::from_ref(node) as usize);
+                id.as_str()
+            }
+        };
+        tracing::warn!(target: "phaseout", node = name, cause = %cause, "fail");
+    }
+    #[cfg(feature = "defmt")]
+    match node.label() {
+        Some(label) => defmt::warn!("phaseout: fail {=str} cause={}", label, cause),
+        None => defmt::warn!(
+            "phaseout: fail #{=usize:x} cause={}",
+            core::ptr::from_ref(node) as usize,
+            cause
+        ),
+    }
+    let _ = (node, cause);
 }
 
 /// Whether a subscriber wants `node`'s events (DEBUG if it is labeled,
