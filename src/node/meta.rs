@@ -1,14 +1,14 @@
 //! A node's label and cause slot, in one word.
 //!
-//! Most nodes (a request, a connection) have no label and are never
-//! cancelled with a cause, and a node must stay 64 bytes. So both share one
-//! pointer, told apart by its low bit:
+//! Most nodes (a request, a connection) have no label, are not scopes and
+//! are never cancelled with a cause, and a node must stay 64 bytes. So all
+//! of it shares one pointer, told apart by its low bit:
 //!
 //! | pointer         | meaning                                             |
 //! | --------------- | --------------------------------------------------- |
 //! | null            | no label, no cause                                  |
 //! | `cause + 1`     | no label; the slot holds a count of a [`Cause`] (`cause_into_raw`) |
-//! | `labeled`       | a `Box<Labeled>`, set at creation and never changed; its `cause` field is the slot (null or a `Cause`) |
+//! | `labeled`       | a `Box<Labeled>` (a label, or a scope, or both), set at creation and never changed; its `cause` field is the slot (null or a `Cause`), its `failures` a scope's failure list |
 //!
 //! Both `Labeled` and a cause (a pointer into its counted block, aligned as
 //! `What`) are at least 2-aligned, so the low bit is free; the tag is added

@@ -20,13 +20,14 @@
 //! * [`cause_of`], the node's cause (invariant #10);
 //! * the walks: [`cancel_subtree`], [`cancel_subtree_with`],
 //!   [`abort_subtree`], and [`for_each_child`] for reports;
-//! * [`Waiter`] for futures and `wait_until` for blocking waits.
+//! * [`Waiter`] for futures and `wait_until` for blocking waits;
+//! * [`fail`] and [`failures`], the supervision (`supervise.rs`).
 //!
 //! The files: `state.rs` (the word), `lock.rs` (its `LOCKED` bit),
 //! `links.rs` (the child list), `meta.rs` (label and cause slot),
 //! `walk.rs` (cancel and abort), `owner.rs` and `drain.rs` (the owner's
-//! exit and the drain cascade), `waiter.rs` and `wakes.rs` (waiting and
-//! waking), `trace.rs` (events).
+//! exit and the drain cascade), `supervise.rs` (failures and scopes),
+//! `waiter.rs` and `wakes.rs` (waiting and waking), `trace.rs` (events).
 //!
 //! # Invariants
 //!
@@ -145,6 +146,15 @@
 //!     parent drains with it (its futures may outlive the `Phaser`:
 //!     guarantee 16). The turn is logged before the wake, the drain after
 //!     (guarantee 20).
+//! 14. **A failure is recorded before its scope can drain, once.** `fail`
+//!     is called by a live owner (or by a critical owner's drop before the
+//!     hand-off), so the failing node is not drained and every node above
+//!     it has a live child: walking `parent` pointers up to the scope is
+//!     safe (#6), and the scope cannot drain before the failure is in its
+//!     list. The list only grows, by one compare-and-swap per failure
+//!     (each failure once, in the order of those CASes), and is freed with
+//!     the node (`meta.rs`, `supervise.rs`). Then the scope is cancelled
+//!     with the failure's cause, as any `cancel_with` (#10: first wins).
 //!
 //! # Memory ordering
 //!

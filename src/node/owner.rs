@@ -21,7 +21,9 @@ pub(crate) struct Owner {
     /// releases it, never both (`release_owner`).
     node: ManuallyDrop<NodeRef>,
     /// The owner's panic fails the node's scope (`Phaser::critical`). Kept
-    /// here, not in the node: only the owner's drop reads it.
+    /// here, not in the node: only the owner's drop reads it. Without `std`
+    /// no panic can be seen, and the flag is not kept.
+    #[cfg(feature = "std")]
     critical: bool,
 }
 
@@ -30,6 +32,7 @@ impl Owner {
     pub(crate) fn root(label: Option<Label>) -> Self {
         Self {
             node: ManuallyDrop::new(NodeRef::new(Node::new(label, core::ptr::null(), true))),
+            #[cfg(feature = "std")]
             critical: false,
         }
     }
@@ -42,13 +45,17 @@ impl Owner {
         let node = new_child(&self.node, label, scope)?;
         Some(Self {
             node: ManuallyDrop::new(node),
+            #[cfg(feature = "std")]
             critical: false,
         })
     }
 
     /// From now on the owner's panic fails the node's scope.
     pub(crate) fn set_critical(&mut self) {
-        self.critical = true;
+        #[cfg(feature = "std")]
+        {
+            self.critical = true;
+        }
     }
 }
 
@@ -71,6 +78,7 @@ impl Drop for Owner {
         let panicked = std::thread::panicking();
         #[cfg(not(feature = "std"))]
         let panicked = false;
+        #[cfg(feature = "std")]
         if panicked && self.critical {
             fail_for_panic(&self.node);
         }
@@ -84,6 +92,7 @@ impl Drop for Owner {
 /// A critical node's owner panicked: its scope fails, with a cause that
 /// says so. Out of line: a drop that is not a critical panic pays one
 /// branch for it.
+#[cfg(feature = "std")]
 #[cold]
 #[inline(never)]
 fn fail_for_panic(node: &NodeRef) {
