@@ -57,7 +57,8 @@ impl Failure {
     ///
     /// ```
     /// let root = phaseout::Phaser::new();
-    /// root.child().unwrap().fail(std::io::Error::other("no route"));
+    /// let no_route = std::io::Error::other("no route");
+    /// root.child().unwrap().fail(phaseout::Cause::new(no_route));
     /// let failure = &root.failures()[0];
     /// assert!(failure.cause().downcast_ref::<std::io::Error>().is_some());
     /// ```

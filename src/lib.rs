@@ -63,7 +63,8 @@
 //!
 //! * `std` (default): blocking waits ([`Phaser::wait_cancelled`],
 //!   [`Phaser::wait_turn`], [`Phaser::wait_turn_timeout`],
-//!   [`Token::wait_cancelled`]) and the `panicked` mark in reports.
+//!   [`Token::wait_cancelled`]), the `panicked` mark in reports, and
+//!   [`Phaser::critical`] (a panic can only be seen with `std`).
 //! * `portable-atomic`: atomics from `portable-atomic`, for targets without
 //!   compare-and-swap (`thumbv6m-none-eabi`, `riscv32imc-unknown-none-elf`).
 //!   The final binary chooses the CAS provider, as portable-atomic asks (its
@@ -71,7 +72,8 @@
 //! * `critical-section`: guards the waiter lists and child links with a
 //!   critical section, so cancelling from an interrupt handler is safe.
 //! * `tracing`: `tracing` events (target `phaseout`) for every cancel,
-//!   abort, turn and drain; labeled nodes at DEBUG, others at TRACE.
+//!   abort, turn and drain; labeled nodes at DEBUG, others at TRACE; a
+//!   `fail` (node, cause) at WARN.
 //! * `defmt`: `defmt::Format` for the public types, and the `tracing`
 //!   feature's events logged with `defmt`, for firmware.
 //! * `signal` (std): `signal::cancel_on_terminate`, the first SIGINT or
@@ -177,6 +179,24 @@
 //! 21. **Unwind-safe handles.** [`Phaser`], [`Token`] and the futures are
 //!     `UnwindSafe` and `RefUnwindSafe`. (`liveness.rs`:
 //!     `handles_and_futures_are_unwind_safe`.)
+//! 22. **Failures have a home.** [`Phaser::fail`] records a [`Failure`] in
+//!     the node's scope (the nearest [`child_scope`](Phaser::child_scope) at
+//!     or above it, or the root) and cancels that scope, children first:
+//!     never what is above a scope. Every failure is recorded exactly once,
+//!     in the order they happened, even from many threads at once; a failure
+//!     is never refused or lost against its scope's drain (the failing
+//!     node's live owner keeps the scope from draining), and `failures()`
+//!     reads them while they are added and after the drain. The scope's
+//!     cause is the first cancellation's, as always. A
+//!     [`critical`](Phaser::critical) node's panicking owner fails its scope
+//!     (with `std`); any other panic cancels only its subtree.
+//!     (`supervision.rs`.)
+//! 23. **The staged stop.** [`Phaser::shutdown_staged`] cancels when called,
+//!     counts the grace from its first poll, aborts only if the grace runs
+//!     out, and ends with `Ok` once every node drained (its
+//!     [`Stopped::aborted`] naming who was still running at the abort) or
+//!     `Err(report)` naming the stragglers after the abort grace.
+//!     (`staged.rs`.)
 //!
 //! Besides these, each item's documentation says what it does, and
 //! `causes.rs`, `abort.rs`, `stopping.rs`, `futures.rs`, `tracing.rs` and

@@ -255,7 +255,7 @@ impl Phaser {
     /// let app = phaseout::Phaser::named("app");
     /// let web = app.child_named("web").unwrap();
     /// let db = web.child_named("db").unwrap();
-    /// db.fail(std::io::Error::other("disk full"));
+    /// db.fail(phaseout::Cause::new(std::io::Error::other("disk full")));
     /// assert!(app.is_cancelled() && web.is_cancelled());
     /// assert_eq!(web.cause().unwrap().to_string(), "disk full");
     /// let failures = app.failures();
