@@ -218,8 +218,18 @@ impl Phaser {
     /// Without it a panic only cancels the node's subtree, so a panicking
     /// request handler does not stop a server by default.
     ///
-    /// A panic can only be seen with `std`; without it `critical` changes
-    /// nothing.
+    /// The failure goes to the node's scope as for `fail`: a node that is
+    /// itself a scope ([`child_scope`](Self::child_scope)) fails only
+    /// itself, so make the component critical, not its own scope, when
+    /// its panic must stop the program.
+    ///
+    /// A panic is seen as `std::thread::panicking()` while the `Phaser` is
+    /// dropped, so with `std` only (without it `critical` changes nothing),
+    /// and only where the executor drops a panicking task during the
+    /// unwind (tokio, smol, async-std and plain threads do; a future
+    /// dropped after a `catch_unwind` has returned is not seen as
+    /// panicking). Conversely, a critical `Phaser` dropped during any
+    /// unwind of its thread counts as its owner panicking.
     ///
     /// ```
     /// let app = phaseout::Phaser::named("app");
@@ -249,7 +259,9 @@ impl Phaser {
     /// `SIGTERM` keeps that cause, and the failure is still recorded. Every
     /// failure is kept, in order, once each. Never blocks; the owner still
     /// waits for its turn and drops as usual. A failure is never refused:
-    /// the scope cannot drain while this node's owner is live.
+    /// the scope cannot drain while this node's owner is live. The list
+    /// keeps every failure until the scope is freed: a component that
+    /// fails in a loop grows it without bound.
     ///
     /// ```
     /// let app = phaseout::Phaser::named("app");

@@ -387,3 +387,61 @@ fn waker_drains_a_child_during_its_parents_notify() {
         drop(parent);
     });
 }
+
+/// 16. Two components of one scope fail at once: each failure is recorded
+///     exactly once, the scope's cause is one of the two (the first to
+///     cancel it), and the order of the list agrees with it.
+#[test]
+fn two_racing_fails() {
+    model(3, || {
+        let root = Phaser::new();
+        let a = root.child().unwrap();
+        let b = root.child().unwrap();
+        let failing = thread::spawn(move || {
+            a.fail("a");
+            drop(a);
+        });
+        b.fail("b");
+        failing.join().unwrap();
+        let failures: Vec<String> = root
+            .failures()
+            .iter()
+            .map(|failure| failure.cause().to_string())
+            .collect();
+        let mut sorted = failures.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["a", "b"], "a failure was lost or doubled");
+        let cause = root.cause().unwrap().to_string();
+        assert!(cause == "a" || cause == "b");
+        drop(b);
+        assert!(root.is_turn());
+    });
+}
+
+/// 17. A failure against its scope's drain: the scope's owner cancels and
+///     drops it while the last child fails and drops. The failure is
+///     recorded (the live owner of the failing node keeps the scope from
+///     draining), and a token reads it after the drain.
+#[test]
+fn fail_vs_the_scopes_drain() {
+    model(3, || {
+        let root = Phaser::new();
+        let scope = root.child_scope().unwrap();
+        let watch = scope.token();
+        let worker = scope.child().unwrap();
+        let failing = thread::spawn(move || {
+            worker.fail("broke");
+            drop(worker);
+        });
+        scope.cancel();
+        drop(scope);
+        failing.join().unwrap();
+        assert_eq!(
+            watch.failures().len(),
+            1,
+            "the failure was lost against the drain"
+        );
+        assert!(root.failures().is_empty(), "the failure left its scope");
+        assert!(!root.is_cancelled());
+    });
+}

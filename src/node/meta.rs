@@ -159,6 +159,11 @@ impl Meta {
     /// in the list exactly once. Does nothing if the node is not a scope.
     pub(crate) fn record_failure(&self, failure: Failure) {
         let Some(labeled) = self.labeled().filter(|labeled| labeled.scope) else {
+            // Unreachable: `fail` finds a scope, and roots always are.
+            debug_assert!(
+                false,
+                "phaseout: a failure recorded in a node that is not a scope"
+            );
             return;
         };
         let entry = Box::into_raw(Box::new(Recorded {
@@ -233,7 +238,8 @@ impl Meta {
     /// Records that the node was cancelled now (labeled nodes only).
     #[cfg(all(feature = "tracing", feature = "std"))]
     pub(crate) fn record_cancelled_now(&self) {
-        if let Some(labeled) = self.labeled() {
+        // A scope's block without a label: unlabeled nodes pay nothing.
+        if let Some(labeled) = self.labeled().filter(|labeled| labeled.label.is_some()) {
             let nanos = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
             let _ = labeled.cancelled_at.compare_exchange(
                 0,
@@ -248,7 +254,8 @@ impl Meta {
     #[cfg(all(feature = "tracing", feature = "std"))]
     pub(crate) fn since_cancelled(&self) -> Option<core::time::Duration> {
         let at = self
-            .labeled()?
+            .labeled()
+            .filter(|labeled| labeled.label.is_some())?
             .cancelled_at
             .load(core::sync::atomic::Ordering::Relaxed);
         let at = core::time::Duration::from_nanos(at.checked_sub(1)?);

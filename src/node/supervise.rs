@@ -22,10 +22,11 @@ use crate::failure::Failure;
 /// The owner of `node` is live (not yet handed off): the caller is it.
 pub(crate) fn fail(node: &NodeRef, cause: Cause, panicked: bool) {
     let scope = scope_of(node);
-    super::trace::fail(node, &cause);
     scope
         .meta
         .record_failure(Failure::new(node.label_cow(), cause.clone(), panicked));
+    // After the record: a subscriber that reads `failures()` sees this one.
+    super::trace::fail(node, &cause);
     walk::cancel_subtree_with(&scope, &cause);
 }
 

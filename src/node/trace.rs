@@ -63,8 +63,9 @@ pub(super) fn abort(node: &Node) {
 /// When a last child's drain gives the turn, this is called while `node`'s
 /// child list is still locked, just before the write that gives it, so
 /// that no `drained` of `node` can be logged before it. A subscriber must
-/// therefore not call phaseout on that node from inside the event (it would
-/// wait for the lock its own thread holds).
+/// therefore not change that node's tree from inside the event: a
+/// `cancel`, `fail`, `child()` or drop that reaches `node` would wait for
+/// the lock its own thread holds.
 #[inline(always)]
 pub(super) fn turn(node: &Node) {
     #[cfg(feature = "tracing")]
