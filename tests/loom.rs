@@ -393,7 +393,9 @@ fn waker_drains_a_child_during_its_parents_notify() {
 ///     cancel it), and the order of the list agrees with it.
 #[test]
 fn two_racing_fails() {
-    model(3, || {
+    // Bound 2: each `fail` walks the scope (locks, spins), and bound 3 takes
+    // a quarter of an hour.
+    model(2, || {
         let root = Phaser::new();
         let a = root.child().unwrap();
         let b = root.child().unwrap();
@@ -424,7 +426,8 @@ fn two_racing_fails() {
 ///     draining), and a token reads it after the drain.
 #[test]
 fn fail_vs_the_scopes_drain() {
-    model(3, || {
+    // Bound 2, as above.
+    model(2, || {
         let root = Phaser::new();
         let scope = root.child_scope().unwrap();
         let watch = scope.token();
