@@ -112,6 +112,7 @@ fn a_child_scope_contains_the_failures_below_it() {
 }
 
 #[test]
+#[cfg(feature = "std")] // a panic can only be seen with `std`
 fn a_critical_nodes_panic_fails_its_scope() {
     let app = Phaser::named("app");
     let web = app.child_named("web").unwrap();
@@ -133,6 +134,24 @@ fn a_critical_nodes_panic_fails_its_scope() {
     assert_eq!(failures.len(), 1);
     assert!(failures[0].panicked());
     assert_eq!(failures[0].label(), Some("db"));
+}
+
+/// Without `std` no panic can be seen: a critical node's panic is a plain
+/// drop of its `Phaser`, which cancels only its subtree.
+#[test]
+#[cfg(not(feature = "std"))]
+fn without_std_a_critical_panic_is_a_plain_drop() {
+    let app = Phaser::named("app");
+    let db = app.child_named("db").unwrap().critical();
+    let below = db.child().unwrap();
+    let dying = thread::spawn(move || {
+        let _db = db;
+        panic!("corrupt page");
+    });
+    assert!(dying.join().is_err());
+    assert!(below.is_cancelled());
+    assert!(!app.is_cancelled());
+    assert!(app.failures().is_empty());
 }
 
 #[test]
