@@ -263,6 +263,12 @@ impl Phaser {
     /// keeps every failure until the scope is freed: a component that
     /// fails in a loop grows it without bound.
     ///
+    /// It allocates one list entry (and a copy of the node's label if the
+    /// label is an owned `String`), outside any critical section; the
+    /// cancel that follows is `cancel_with`'s walk. So from an interrupt
+    /// handler (feature `critical-section`) it needs a heap that may be
+    /// used there, as `cancel_with` does.
+    ///
     /// ```
     /// let app = phaseout::Phaser::named("app");
     /// let web = app.child_named("web").unwrap();
