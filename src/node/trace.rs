@@ -108,15 +108,8 @@ pub(super) fn wants_turn_of(prev: usize) -> bool {
 pub(super) fn fail(node: &Node, cause: &crate::cause::Cause) {
     #[cfg(feature = "tracing")]
     if tracing::enabled!(target: "phaseout", tracing::Level::WARN) {
-        use core::fmt::Write;
         let mut id = alloc::string::String::new();
-        let name = match node.label() {
-            Some(label) => label,
-            None => {
-                let _ = write!(id, "#{:x}", core::ptr::from_ref(node) as usize);
-                id.as_str()
-            }
-        };
+        let name = name_of(node, &mut id);
         tracing::warn!(target: "phaseout", node = name, cause = %cause, "fail");
     }
     #[cfg(feature = "defmt")]
@@ -129,6 +122,20 @@ pub(super) fn fail(node: &Node, cause: &crate::cause::Cause) {
         ),
     }
     let _ = (node, cause);
+}
+
+/// The `node` field of an event: the label, or `#id` (written into `id`)
+/// as in reports.
+#[cfg(feature = "tracing")]
+fn name_of<'a>(node: &'a Node, id: &'a mut alloc::string::String) -> &'a str {
+    use core::fmt::Write;
+    match node.label() {
+        Some(label) => label,
+        None => {
+            let _ = write!(id, "#{:x}", core::ptr::from_ref(node) as usize);
+            id.as_str()
+        }
+    }
 }
 
 /// Whether a subscriber wants `node`'s events (DEBUG if it is labeled,
@@ -145,20 +152,12 @@ fn listening(node: &Node) -> bool {
 
 #[cfg(feature = "tracing")]
 fn event(node: &Node, what: &'static str, cause: Option<&str>) {
-    use core::fmt::Write;
-
     if !listening(node) {
         return; // nobody listens: do not even format the name
     }
     let labeled = node.label().is_some();
     let mut id = alloc::string::String::new();
-    let name = match node.label() {
-        Some(label) => label,
-        None => {
-            let _ = write!(id, "#{:x}", core::ptr::from_ref(node) as usize);
-            id.as_str()
-        }
-    };
+    let name = name_of(node, &mut id);
     let waited = waited(node, what);
     // `tracing`'s macros want a constant level: one arm per level.
     macro_rules! emit {
