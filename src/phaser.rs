@@ -511,8 +511,66 @@ impl Phaser {
         S: Fn(core::time::Duration) -> D,
         D: Future,
     {
+        self.shutdown_staged_with(grace, abort_grace, sleep, |_| {})
+    }
+
+    /// [`shutdown_staged`](Self::shutdown_staged), and `on_abort` is called
+    /// with the report of who is still running at the moment the grace
+    /// runs out, just before the abort (not at all if no abort is needed):
+    /// for a program that must say so *when* it aborts (a log line, a
+    /// systemd `STATUS=`), not only once the stop is over.
+    ///
+    /// `on_abort` runs inside the future's poll, on the executor's thread:
+    /// keep it short and do not block in it.
+    ///
+    /// # Errors
+    ///
+    /// As [`shutdown_staged`](Self::shutdown_staged): `Err(report)` if
+    /// nodes are still running after the abort grace.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    ///
+    /// let root = phaseout::Phaser::named("app");
+    /// let slow = root.child_named("slow").unwrap();
+    /// let worker = std::thread::spawn(move || {
+    ///     pollster::block_on(slow.aborted()); // finishes only when aborted
+    ///     drop(slow);
+    /// });
+    /// let sleep = |time: Duration| async move { std::thread::sleep(time) };
+    /// let said = Arc::new(Mutex::new(String::new()));
+    /// let log = Arc::clone(&said);
+    /// let stop = root.shutdown_staged_with(
+    ///     Duration::from_millis(10),
+    ///     Duration::from_secs(5),
+    ///     sleep,
+    ///     move |late| *log.lock().unwrap() = format!("aborting: {late}"),
+    /// );
+    /// pollster::block_on(stop).unwrap();
+    /// assert!(said.lock().unwrap().contains("slow"));
+    /// # worker.join().unwrap();
+    /// ```
+    pub fn shutdown_staged_with<S, D, A>(
+        &self,
+        grace: core::time::Duration,
+        abort_grace: core::time::Duration,
+        sleep: S,
+        on_abort: A,
+    ) -> impl Future<Output = Result<crate::Stopped, Report>>
+    where
+        S: Fn(core::time::Duration) -> D,
+        D: Future,
+        A: FnOnce(&Report),
+    {
         self.cancel();
-        crate::staged::staged(NodeRef::clone(&self.node), grace, abort_grace, sleep)
+        crate::staged::staged(
+            NodeRef::clone(&self.node),
+            grace,
+            abort_grace,
+            sleep,
+            on_abort,
+        )
     }
 
     /// The label given at creation, if any.

@@ -76,20 +76,25 @@ impl Stopped {
 }
 
 /// The staged stop of `node`, which the caller has already cancelled.
-/// `sleep` is first called when the future is first polled.
-pub(crate) async fn staged<S, D>(
+/// `sleep` is first called when the future is first polled; `on_abort` is
+/// called with the stragglers' report just before the abort, if one is
+/// needed.
+pub(crate) async fn staged<S, D, A>(
     node: NodeRef,
     grace: Duration,
     abort_grace: Duration,
     sleep: S,
+    on_abort: A,
 ) -> Result<Stopped, Report>
 where
     S: Fn(Duration) -> D,
     D: Future,
+    A: FnOnce(&Report),
 {
     match TurnWithin::new(NodeRef::clone(&node), sleep(grace)).await {
         Ok(()) => Ok(Stopped { aborted: None }),
         Err(still_running) => {
+            on_abort(&still_running);
             node::abort_subtree(&node);
             TurnWithin::new(node, sleep(abort_grace)).await?;
             Ok(Stopped {

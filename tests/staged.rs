@@ -127,6 +127,51 @@ fn stragglers_after_the_abort_grace_are_the_error() {
 }
 
 #[test]
+fn on_abort_hears_of_the_abort_when_it_happens_and_only_then() {
+    let root = Phaser::named("app");
+    let slow = root.child_named("slow").unwrap();
+    let slow_token = slow.token();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    // The grace is over at once; the abort grace never runs out.
+    let (calls, sleep) = scripted(&[true, false]);
+    let sleeps = Arc::clone(&calls);
+    let mut stop = Box::pin(root.shutdown_staged_with(GRACE, ABORT_GRACE, sleep, move |late| {
+        // Called before the abort, with the stragglers' report, and before
+        // the abort grace starts.
+        log.lock().unwrap().push((
+            late.find("slow").map(|entry| entry.aborted()),
+            slow_token.is_aborted(),
+            late.to_string().contains("slow"),
+            sleeps.lock().unwrap().len(),
+        ));
+    }));
+    let (_, waker) = CountingWaker::new();
+    assert!(poll_once(&mut stop, &waker).is_pending());
+    assert_eq!(*calls.lock().unwrap(), [GRACE, ABORT_GRACE]);
+    assert_eq!(
+        heard.lock().unwrap().as_slice(),
+        [(Some(false), false, true, 1)],
+        "on_abort was not called once, before the abort, naming the straggler"
+    );
+    assert!(slow.is_aborted(), "no abort after on_abort");
+    drop(slow);
+    assert!(matches!(poll_once(&mut stop, &waker), Poll::Ready(Ok(_))));
+    assert_eq!(heard.lock().unwrap().len(), 1, "on_abort called twice");
+
+    // A stop within the grace never calls it.
+    let root = Phaser::named("app");
+    let called = Arc::new(Mutex::new(false));
+    let flag = Arc::clone(&called);
+    let (_, sleep) = scripted(&[false]);
+    let stop = root.shutdown_staged_with(GRACE, ABORT_GRACE, sleep, move |_| {
+        *flag.lock().unwrap() = true;
+    });
+    assert!(pollster::block_on(stop).unwrap().aborted().is_none());
+    assert!(!*called.lock().unwrap(), "on_abort called without an abort");
+}
+
+#[test]
 fn a_turn_that_came_already_needs_no_timer_to_fire() {
     let root = Phaser::new();
     let (calls, sleep) = scripted(&[false]);
