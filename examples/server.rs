@@ -471,8 +471,9 @@ impl Disk {
 }
 
 /// Writes `batch`, then tells each stored record's connection. On an error,
-/// cancels the whole server with it as the cause and returns it.
-fn commit(disk: &mut Disk, batch: &mut Vec<Transformed>, server: &Token) -> Option<Cause> {
+/// the db fails (which stops the whole server, with the error as the
+/// cause); returns whether it did.
+fn commit(disk: &mut Disk, batch: &mut Vec<Transformed>, db: &Phaser) -> bool {
     let (whole, error) = disk.append(batch);
     for item in batch.drain(..).take(whole) {
         // The channel has room for this one message; the connection may
@@ -480,27 +481,26 @@ fn commit(disk: &mut Disk, batch: &mut Vec<Transformed>, server: &Token) -> Opti
         let _ = item.record.stored.try_send(());
     }
     // The rest of the batch drops here: their connections answer `ERR`.
-    let error = error?;
+    let Some(error) = error else { return false };
     println!(
         "db: write failed after {} records: {error}; storing nothing more",
         disk.stored
     );
-    let cause = Cause::new(error);
-    server.cancel_with(cause.clone());
-    Some(cause)
+    db.fail(Cause::new(error));
+    true
 }
 
-/// Appends records in batches; the first write or fsync error shuts the
-/// server down with that error as the cause, and is returned (exit 2).
+/// Appends records in batches. The first write or fsync error fails the
+/// db: the server (its scope) stops with that error as the cause, and
+/// `main` finds it in the server's failures (exit 2).
 async fn db(
     phaser: Phaser,
     from_pipeline: Receiver<Transformed>,
     mut disk: Disk,
-    server: Token,
     options: Arc<Options>,
-) -> Result<(), Cause> {
+) {
     let mut batch = Vec::with_capacity(BATCH);
-    let mut failure: Option<Cause> = None;
+    let mut failed = false;
     loop {
         let next = smol::future::or(async { from_pipeline.recv().await.ok() }, async {
             phaser.turn().await;
@@ -508,27 +508,27 @@ async fn db(
         })
         .await;
         let Some(item) = next else { break };
-        if failure.is_some() {
+        if failed {
             // Keep receiving, so the pipeline can drain, but store nothing
             // after the failure: dropping the record answers `ERR`.
             continue;
         }
         batch.push(item);
         if batch.len() >= BATCH || from_pipeline.is_empty() {
-            failure = commit(&mut disk, &mut batch, &server);
+            failed = commit(&mut disk, &mut batch, &phaser);
         }
     }
     let stopping = Instant::now();
     while let Ok(item) = from_pipeline.try_recv() {
-        if failure.is_none() {
+        if !failed {
             batch.push(item);
             if batch.len() >= BATCH {
-                failure = commit(&mut disk, &mut batch, &server);
+                failed = commit(&mut disk, &mut batch, &phaser);
             }
         }
     }
-    if failure.is_none() && !batch.is_empty() {
-        failure = commit(&mut disk, &mut batch, &server);
+    if !failed && !batch.is_empty() {
+        commit(&mut disk, &mut batch, &phaser);
     }
     maybe_hang(&options, "db", &phaser).await;
     // Even after a failed write: what was acknowledged must reach the disk.
@@ -540,12 +540,10 @@ async fn db(
         ),
         Err(error) => {
             println!("db: fsync failed: {error}");
-            let cause = Cause::new(error);
-            server.cancel_with(cause.clone()); // a no-op if shutdown began
-            failure = failure.or(Some(cause));
+            // Recorded even if shutdown began: the exit status says so.
+            phaser.fail(Cause::new(error));
         }
     }
-    failure.map_or(Ok(()), Err)
 }
 
 // ===== systemd: the notify protocol =====
@@ -618,7 +616,7 @@ fn notify(_messages: &[Notify]) -> io::Result<()> {
 /// must be free to act: this task keeps running however stuck the
 /// components are, so without the cap it would postpone the kill forever.
 /// Never finishes; the caller drops it once the stop is over.
-async fn extend_stop_timeout(deadline: Option<Instant>) -> i32 {
+async fn extend_stop_timeout<T>(deadline: Option<Instant>) -> T {
     let mut tick = Instant::now();
     loop {
         let left = deadline.map_or(EXTEND_BY, |deadline| {
@@ -718,24 +716,17 @@ fn main() {
 
         let (to_pipeline, from_web) = channel::bounded(QUEUE);
         let (to_db, from_pipeline) = channel::bounded(QUEUE);
-        let db_task = smol::spawn(db(
-            db_node,
-            from_pipeline,
-            disk,
-            root.token(),
-            options.clone(),
-        ));
         let tasks = [
+            smol::spawn(db(db_node, from_pipeline, disk, options.clone())),
             smol::spawn(pipeline(pipeline_node, from_web, to_db, options.clone())),
             smol::spawn(web(web_node, listener, to_pipeline, options.clone())),
         ];
 
         root.cancelled().await; // a signal, or the db failed
         let started = Instant::now();
-        let cause = match root.cause() {
-            Some(cause) => cause.to_string(),
-            None => "signal".into(), // Ctrl-C off Unix
-        };
+        let cause = root
+            .cause()
+            .map_or("signal".into(), |cause| cause.to_string()); // no cause: Ctrl-C off Unix
         println!("shutting down: {cause}");
         // Best effort from here on: a lost message must not stop the stop.
         let _ = notify(&[
@@ -743,64 +734,48 @@ fn main() {
             Notify::Status(&format!("shutting down: {cause}")),
         ]);
 
-        // The stages run beside the stop-timeout extensions, which end with
-        // them: `or` drops the extender as soon as the stop is finished.
-        // (`None`: grace periods too long for the clock, so no end either.)
+        // The stages (see the top of the file) run beside the stop-timeout
+        // extensions, which end with them: `or` drops the extender as soon
+        // as the stop is finished. (`None`: grace periods too long for the
+        // clock, so no end either.)
         let deadline = (options.grace.checked_add(options.abort_grace))
             .and_then(|budget| started.checked_add(budget));
-        let stages = stop_in_stages(&root, &options, started, tasks, db_task);
-        smol::future::or(stages, extend_stop_timeout(deadline)).await
-    });
-    std::process::exit(code);
-}
-
-/// The staged stop (see the top of the file), from the moment shutdown
-/// started; returns the exit status.
-async fn stop_in_stages(
-    root: &Phaser,
-    options: &Options,
-    started: Instant,
-    tasks: [smol::Task<()>; 2],
-    db_task: smol::Task<Result<(), Cause>>,
-) -> i32 {
-    // Stage 1: cancelled, every component finishes its work in hand.
-    let mut stopped = root.turn_within(smol::Timer::after(options.grace)).await;
-    // Stage 2: the grace is over; abandon the work in hand.
-    if let Err(stragglers) = stopped {
-        let aborting = format!(
-            "aborting: still running after {:.1}s grace: {}",
-            options.grace.as_secs_f64(),
-            holding_up(&stragglers)
+        let say_aborting = |late: &Report| {
+            let grace = options.grace.as_secs_f64();
+            let aborting = format!(
+                "aborting: still running after {grace:.1}s grace: {}",
+                holding_up(late)
+            );
+            println!("{aborting} (at {})", since(started));
+            let _ = notify(&[Notify::Status(&aborting)]);
+        };
+        let stages = root.shutdown_staged_with(
+            options.grace,
+            options.abort_grace,
+            smol::Timer::after,
+            say_aborting,
         );
-        println!("{aborting} (at {})", since(started));
-        let _ = notify(&[Notify::Status(&aborting)]);
-        root.abort();
-        stopped = root
-            .turn_within(smol::Timer::after(options.abort_grace))
-            .await;
-    }
-    // Stage 3: give up.
-    if let Err(stragglers) = stopped {
-        let _ = notify(&[Notify::Status(
-            "gave up: still running after the abort grace",
-        )]);
-        println!(
-            "shutdown: gave up at {}, {:.1}s after aborting; still running:\n{stragglers}",
-            since(started),
-            options.abort_grace.as_secs_f64()
-        );
-        return 1;
-    }
-    for task in tasks {
-        task.await;
-    }
-    let db_result = db_task.await;
-    println!("shutdown complete in {}", since(started));
-    match db_result {
-        Ok(()) => 0,
-        Err(failure) => {
-            println!("server: exit 2: the db failed: {failure}");
+        if let Err(stragglers) = smol::future::or(stages, extend_stop_timeout(deadline)).await {
+            let _ = notify(&[Notify::Status(
+                "gave up: still running after the abort grace",
+            )]);
+            let abort_grace = options.abort_grace.as_secs_f64();
+            println!("shutdown: gave up at {}, {abort_grace:.1}s after aborting; still running:\n{stragglers}", since(started));
+            return 1;
+        }
+        for task in tasks {
+            task.await;
+        }
+        println!("shutdown complete in {}", since(started));
+        let failures = root.failures(); // the db's write or fsync error
+        for failure in &failures {
+            println!("server: exit 2: {failure}");
+        }
+        if failures.is_empty() {
+            0
+        } else {
             2
         }
-    }
+    });
+    std::process::exit(code);
 }
