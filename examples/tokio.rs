@@ -20,6 +20,12 @@
 //! `<name>: stopped` as it finishes, so the output reads web, pipeline, db,
 //! then `all stopped`.
 //!
+//! `main` stops in stages ([`Phaser::shutdown_staged`]): cancel, up to 5 s
+//! for the work in hand, then abort, up to 1 s more. Exit status: 0 when
+//! everything stopped; 1 if a component was still running after the abort
+//! (the report names it); 2 if a component failed: db is `critical`, so a
+//! panic in its task stops the whole app, in order, and is listed.
+//!
 //! Run:
 //!
 //! * `cargo run --example tokio`: a self-contained demo. It listens on a free
@@ -34,6 +40,7 @@ use std::error::Error;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,9 +51,12 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-/// How long shutdown may take before `main` gives up and names the
-/// components still running.
+/// How long the components may take to finish their work in hand once
+/// shutdown begins; then they are aborted.
 const GRACE: Duration = Duration::from_secs(5);
+/// How long they may take after the abort before `main` gives up and names
+/// the components still running.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// Records queued between stages before senders wait (backpressure).
 const QUEUE: usize = 64;
 /// Demo mode: clients, and lines each one sends.
@@ -214,12 +224,14 @@ fn parse_args() -> Result<Mode, String> {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> Result<ExitCode, Box<dyn Error>> {
     let mode = parse_args()?;
     // The whole tree exists before anything can cancel it, so these only
-    // fail on a bug.
+    // fail on a bug. The app cannot live without its db: `critical` makes a
+    // panic in db's task fail the app (stop everything, in order, and say
+    // so) rather than only the db's own subtree.
     let root = Phaser::named("app");
-    let db = root.child_named("db")?;
+    let db = root.child_named("db")?.critical();
     let pipeline_node = db.child_named("pipeline")?;
     let web_node = pipeline_node.child_named("web")?;
 
@@ -250,14 +262,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         tokio::spawn(web(web_node, listener, to_pipeline)),
     ];
 
+    let mut clients = Vec::new();
     match mode {
         Mode::Demo => {
-            let clients = demo(addr).await?;
+            clients = demo(addr).await?;
             println!("demo: every client has its OKs; shutting down as if SIGTERM came");
-            root.shutdown_within(tokio::time::sleep(GRACE)).await?;
-            for client in clients {
-                client.await??;
-            }
         }
         Mode::Listen(_) => {
             // Install the handlers before announcing the address: a signal
@@ -269,16 +278,39 @@ async fn main() -> Result<(), Box<dyn Error>> {
             io::stdout().flush()?;
             let name = signal.await?;
             println!("shutdown: {name} received");
-            root.shutdown_within(tokio::time::sleep(GRACE)).await?;
         }
     }
+    // Cancel, wait out the grace, abort, wait out the abort grace.
+    let stopped = match root
+        .shutdown_staged(GRACE, ABORT_GRACE, tokio::time::sleep)
+        .await
+    {
+        Ok(stopped) => stopped,
+        Err(stragglers) => {
+            eprintln!("gave up; still running after the abort:\n{stragglers}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if let Some(late) = stopped.aborted() {
+        eprintln!("aborted after the grace:\n{late}");
+    }
+    let failures = root.failures(); // db's panic, if it had one
+    for failure in &failures {
+        eprintln!("{failure}");
+    }
+    if !failures.is_empty() {
+        return Ok(ExitCode::from(2));
+    }
     // Every component has finished (the turn above); collect the tasks so a
-    // panic in one surfaces as an error here.
+    // panic in one that is not critical surfaces as an error here.
     for task in tasks {
         task.await?;
     }
+    for client in clients {
+        client.await??;
+    }
     println!("all stopped");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves with the signal's name at the first SIGINT or SIGTERM. The

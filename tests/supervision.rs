@@ -136,6 +136,57 @@ fn a_critical_nodes_panic_fails_its_scope() {
     assert_eq!(failures[0].label(), Some("db"));
 }
 
+/// The executors the docs name drop a panicking task's future during the
+/// unwind, so a critical component in a task that panics fails its scope
+/// there too (and in a thread, above).
+#[test]
+#[cfg(feature = "std")]
+#[cfg_attr(miri, ignore = "Miri cannot run the executors' drivers")]
+fn a_critical_task_that_panics_fails_its_scope_on_each_executor() {
+    fn check(executor: &str, spawn_and_join: impl FnOnce(Phaser)) {
+        let app = Phaser::named("app");
+        let db = app.child_named("db").unwrap().critical();
+        spawn_and_join(db);
+        assert!(
+            app.is_cancelled(),
+            "{executor}: the panic did not fail the app"
+        );
+        let failures = app.failures();
+        assert_eq!(failures.len(), 1, "{executor}: {failures:?}");
+        assert!(failures[0].panicked(), "{executor}: not marked panicked");
+    }
+    check("tokio", |db| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let task = runtime.spawn(async move {
+            let _db = db;
+            panic!("corrupt page");
+        });
+        assert!(runtime.block_on(task).unwrap_err().is_panic());
+    });
+    check("smol", |db| {
+        let task = smol::spawn(async move {
+            let _db = db;
+            panic!("corrupt page");
+        });
+        let joined =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| smol::block_on(task)));
+        assert!(joined.is_err(), "smol did not propagate the panic");
+    });
+    check("async-std", |db| {
+        let task = async_std::task::spawn(async move {
+            let _db = db;
+            panic!("corrupt page");
+        });
+        let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            async_std::task::block_on(task)
+        }));
+        assert!(joined.is_err(), "async-std did not propagate the panic");
+    });
+}
+
 /// Without `std` no panic can be seen: a critical node's panic is a plain
 /// drop of its `Phaser`, which cancels only its subtree.
 #[test]
