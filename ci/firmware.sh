@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the three firmwares under QEMU, checks exit status and the
 # printed shutdown order, runs the interrupt firmware (an interrupt handler
-# cancels and aborts under preemption, on the Cortex-M3 and the Cortex-M0),
+# cancels and aborts under preemption, on the Cortex-M3 and the Cortex-M0,
+# and one round in four a component fails, racing it),
 # and measures what phaseout adds to the Cortex-M3 release firmware.
 set -uo pipefail
 cd "$(dirname "$0")"/..
@@ -59,11 +60,16 @@ run() {
 run_irq() {
     build_and_run "$@" || return
     local rounds
+    local rounds failing
     rounds=$(echo "$out" | sed -nE 's/^irq summary: ([0-9]+) rounds, [0-9]+ samples stored, none lost;.*/\1/p')
-    if [ "$status" -eq 0 ] && [ "${rounds:-0}" -ge 300 ]; then
+    # The rounds in which the sampler failed (and the firmware checked the
+    # failure list and the causes): about one in five or more.
+    failing=$(echo "$out" | sed -nE 's/^irq summary: .*; sampler failed in ([0-9]+) rounds .*/\1/p')
+    if [ "$status" -eq 0 ] && [ "${rounds:-0}" -ge 300 ] && [ "${failing:-0}" -ge 50 ]; then
         echo "PASS $1"; passed=$((passed + 1))
     else
-        echo "FAIL $1: exit status $status (124: hung), ${rounds:-no} summary rounds"; failed=$((failed + 1))
+        echo "FAIL $1: exit status $status (124: hung), ${rounds:-no} summary rounds, ${failing:-no} failing rounds"
+        failed=$((failed + 1))
     fi
 }
 

@@ -14,10 +14,20 @@
 //! `static STATE` that the handler reads says which, and the summary counts
 //! them.
 //!
+//! One round in four, the sampler also *fails* ("sensor fault") at a sample
+//! the plan picks, with `Phaser::fail`: the failure is recorded in the root
+//! (the tree's scope) and cancels the tree, racing the interrupt's cancel,
+//! which may land before the fail, inside it, or after it. The abort comes
+//! as in every round.
+//!
 //! Every round checks: the turns came sampler, filter, logger, device; every
 //! sample taken was stored, in order; every node's cause reads
-//! "power fail"; the root and every component still running at the abort
-//! read `is_aborted()`; no report shows an impossible state. A violation
+//! "power fail", or "sensor fault" if the fail came first (either, node by
+//! node, if the interrupt landed inside the fail: first cause wins per
+//! node); the root's failure list holds exactly the sampler's failure in a
+//! round where it failed and nothing otherwise, also read through a token
+//! after the tree drained; the root and every component still running at
+//! the abort read `is_aborted()`; no report shows an impossible state. A violation
 //! panics, which exits QEMU with status 1; a hang is left to the runner's
 //! timeout.
 //!
@@ -67,6 +77,8 @@ const ROUNDS: u32 = 1000;
 
 /// The cause the handler gives; every node must read it back.
 const POWER_FAIL: &str = "power fail";
+/// The cause of the sampler's failure, in the rounds where it fails.
+const SENSOR_FAULT: &str = "sensor fault";
 
 // ---------------------------------------------------------------------------
 // Where thread mode is, as the interrupt handler sees it.
@@ -98,9 +110,11 @@ enum At {
     Drain,
     /// The components' own work (queues, checks) between phaseout calls.
     Work,
+    /// Inside the sampler's `fail()`: records the failure, then cancels.
+    Fail,
 }
 
-const STATES: usize = 9;
+const STATES: usize = 10;
 const STATE_NAMES: [&str; STATES] = [
     "idle",
     "child",
@@ -111,6 +125,7 @@ const STATE_NAMES: [&str; STATES] = [
     "turn",
     "drain",
     "work",
+    "fail",
 ];
 
 /// Marks what thread mode does next.
@@ -390,12 +405,31 @@ struct Plan {
     /// Steps of optional tidying each component does after its turn,
     /// unless aborted first: sampler, filter, logger.
     tidy: [u32; 3],
+    /// In one round of four: the sample at which the sampler fails, if it
+    /// gets that far before the cancel.
+    fail_at: Option<u32>,
+}
+
+/// An early failure comes within this many samples.
+const FAIL_EARLY: u32 = 64;
+
+/// How the sampler's fail met the interrupt's cancel, in a round where it
+/// failed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    /// The fail came first: every cause reads "sensor fault".
+    First,
+    /// The interrupt landed inside `fail()`: each node reads either cause.
+    Inside,
+    /// The interrupt's cancel came first: every cause reads "power fail".
+    AfterTheCancel,
 }
 
 impl Plan {
     fn draw(rng: &mut Rng) -> Self {
+        let cancel_after_us = 20 + rng.below(3000);
         Self {
-            cancel_after_us: 20 + rng.below(3000),
+            cancel_after_us,
             // Log-uniform, 1 µs to 2 ms: the shutdown itself takes well
             // under 100 µs, so most aborts must come soon to land in it.
             abort_after_us: {
@@ -404,6 +438,14 @@ impl Plan {
             },
             report_every: 1 + rng.below(6),
             tidy: [rng.below(40), rng.below(40), rng.below(40)],
+            // Half of the failing rounds fail early; the other half aim
+            // at the cancel (about 7.5 µs a sample under QEMU), so that
+            // the interrupt lands inside `fail()` now and then.
+            fail_at: match rng.below(8) {
+                0 => Some(rng.below(FAIL_EARLY)),
+                1 => Some((cancel_after_us * 2 / 15).saturating_sub(rng.below(8))),
+                _ => None,
+            },
         }
     }
 }
@@ -418,6 +460,7 @@ struct Round<'a> {
     turns: RefCell<Vec<&'static str>>,
     sampled: Cell<u32>,
     stored: Cell<u32>,
+    failed: Cell<Option<Failed>>,
 }
 
 /// Totals over the whole run, only thread mode touches them.
@@ -431,6 +474,9 @@ struct Totals {
     reports: Cell<u32>,
     /// Components that saw the abort before they finished tidying.
     tidy_cut_short: Cell<u32>,
+    /// Rounds in which the sampler failed, by how it met the cancel:
+    /// first, interrupt inside the fail, after the cancel.
+    failed: [Cell<u32>; 3],
 }
 
 fn add(cell: &Cell<u32>, n: u32) {
@@ -470,18 +516,72 @@ fn reads(cause: &Cause, expected: &str) -> bool {
     compare.same && compare.rest.is_empty()
 }
 
-/// Checks a node's cause; `what` names it in the failure.
-fn check_cause(cause: Option<Cause>, round: u32, what: &str) {
-    match cause {
-        Some(cause) if reads(&cause, POWER_FAIL) => {}
-        Some(cause) => panic!("round {round}: {what}: cause {cause:?}, not {POWER_FAIL:?}"),
-        None => panic!("round {round}: {what}: cancelled without a cause"),
+/// What a round allows its nodes' causes to read.
+#[derive(Clone, Copy)]
+struct Causes {
+    /// The plan has the sampler fail (if it gets that far).
+    may_fail: bool,
+    /// It did fail, and how that met the interrupt's cancel.
+    failed: Option<Failed>,
+}
+
+impl Round<'_> {
+    fn causes(&self) -> Causes {
+        Causes {
+            may_fail: self.plan.fail_at.is_some(),
+            failed: self.failed.get(),
+        }
     }
 }
 
+/// Checks a node's cause against what the round allows: "power fail", or
+/// "sensor fault" in a round that may fail, and once the round is over,
+/// only the one that came first (`failed`); `what` names the node.
+fn check_cause(cause: Option<Cause>, round: Causes, number: u32, what: &str) {
+    let fault_allowed = match round.failed {
+        None => round.may_fail,
+        Some(Failed::First) => {
+            let fault = matches!(&cause, Some(c) if reads(c, SENSOR_FAULT));
+            assert!(fault, "round {number}: {what}: cause {cause:?}, the fail came first");
+            return;
+        }
+        Some(Failed::Inside) => true,
+        Some(Failed::AfterTheCancel) => false,
+    };
+    match cause {
+        Some(cause) if reads(&cause, POWER_FAIL) => {}
+        Some(cause) if fault_allowed && reads(&cause, SENSOR_FAULT) => {}
+        Some(cause) => panic!("round {number}: {what}: unexpected cause {cause:?}"),
+        None => panic!("round {number}: {what}: cancelled without a cause"),
+    }
+}
+
+/// Checks the root's failure list (through `token`, perhaps after the tree
+/// drained): the sampler's one failure if it failed, nothing otherwise.
+fn check_failures(token: &Token, round: Causes, number: u32) {
+    let failures = token.failures();
+    if round.failed.is_none() {
+        assert!(failures.is_empty(), "round {number}: failures without a fail");
+        return;
+    }
+    assert!(
+        failures.len() == 1,
+        "round {number}: {} failures recorded for one fail",
+        failures.len()
+    );
+    let failure = &failures[0];
+    assert!(
+        failure.label() == Some("sampler")
+            && reads(failure.cause(), SENSOR_FAULT)
+            && !failure.panicked(),
+        "round {number}: wrong failure recorded: {failure:?}"
+    );
+}
+
 /// A report taken at any moment: a node that is no longer live was
-/// cancelled by the power fail (nothing else cancels in this tree), and a
-/// node marked aborted was aborted by the handler, which has finished.
+/// cancelled by the power fail or the sampler's fail (nothing else cancels
+/// in this tree), and a node marked aborted was aborted by the handler,
+/// which has finished.
 fn check_report(round: &Round<'_>, number: u32, totals: &Totals) {
     at(At::Report);
     let report = round.root.report();
@@ -494,7 +594,7 @@ fn check_report(round: &Round<'_>, number: u32, totals: &Totals) {
     );
     for entry in entries {
         if entry.state() != NodeState::Live {
-            check_cause(entry.cause().cloned(), number, "a reported node");
+            check_cause(entry.cause().cloned(), round.causes(), number, "a reported node");
         }
         if entry.aborted() {
             assert!(
@@ -545,6 +645,26 @@ fn finish(phaser: Phaser, bit: u8) {
     at(At::Work);
 }
 
+/// The sensor broke: the sampler fails (it keeps sampling until it sees
+/// the cancel, like every component: its samples must still be stored).
+/// Notes whether the interrupt's cancel came before, inside or after.
+fn fail(sampler: &Phaser, round: &Round<'_>, totals: &Totals) {
+    let before = PHASE.load(Ordering::Acquire);
+    at(At::Fail);
+    sampler.fail(SENSOR_FAULT);
+    at(At::Work);
+    let after = PHASE.load(Ordering::Acquire);
+    let failed = if before != ARMED {
+        Failed::AfterTheCancel
+    } else if after == ARMED {
+        Failed::First
+    } else {
+        Failed::Inside
+    };
+    round.failed.set(Some(failed));
+    add(&totals.failed[failed as usize], 1);
+}
+
 /// Samples until the power fails: a child node per sample (a measurement
 /// in progress), a `cancelled()` watcher that registers and gives up, and
 /// a report now and then.
@@ -563,6 +683,9 @@ async fn sampler(phaser: Phaser, round: &Round<'_>, number: u32, totals: &Totals
             );
             break;
         };
+        if round.plan.fail_at == Some(taken) {
+            fail(&phaser, round, totals);
+        }
         round.raw.borrow_mut().push_back(reading(taken));
         taken += 1;
         round.sampled.set(taken);
@@ -576,7 +699,7 @@ async fn sampler(phaser: Phaser, round: &Round<'_>, number: u32, totals: &Totals
                 // Cancelled while it existed: its cause must already be
                 // readable, whatever instant the interrupt chose.
                 add(&totals.samples_cancelled, 1);
-                check_cause(sample.cause(), number, "a sample node");
+                check_cause(sample.cause(), round.causes(), number, "a sample node");
             }
             assert!(
                 !sample.is_aborted() || sample.is_cancelled(),
@@ -680,6 +803,7 @@ fn round(number: u32, rng: &mut Rng, totals: &Totals) {
         turns: RefCell::new(Vec::with_capacity(4)),
         sampled: Cell::new(0),
         stored: Cell::new(0),
+        failed: Cell::new(None),
     };
     {
         let mut components: [Pin<&mut dyn Future<Output = ()>>; 3] = [
@@ -741,9 +865,10 @@ fn round(number: u32, rng: &mut Rng, totals: &Totals) {
         .set(totals.samples.get() + u64::from(sampled));
     assert!(root.is_turn() && root.live_children() == 0);
     let running_at_abort = RUNNING_AT_ABORT.load(Ordering::Relaxed);
+    let causes = round.causes();
     for (i, (name, token)) in tokens.iter().enumerate() {
         assert!(token.is_cancelled(), "round {number}: {name} not cancelled");
-        check_cause(token.cause(), number, name);
+        check_cause(token.cause(), causes, number, name);
         // The root always ran at the abort; a component did if its bit
         // was still set (it had not begun to drop its `Phaser`).
         let ran = i == 0 || running_at_abort & [0, LOGGER, FILTER, SAMPLER][i] != 0;
@@ -752,15 +877,18 @@ fn round(number: u32, rng: &mut Rng, totals: &Totals) {
             "round {number}: {name} ran at the abort but is not aborted"
         );
     }
+    check_failures(&tokens[0].1, causes, number);
     drop(turns);
     drop(round);
     at(At::Drain);
     drop(root);
     at(At::Work);
-    // The handler's clone goes last; the tokens still read the cause.
+    // The handler's clone goes last; the tokens still read the cause and
+    // the failures.
     let handler_token = critical_section::with(|cs| ROOT.borrow_ref_mut(cs).take());
     drop(handler_token);
-    check_cause(tokens[0].1.cause(), number, "device after it drained");
+    check_cause(tokens[0].1.cause(), causes, number, "device after it drained");
+    check_failures(&tokens[0].1, causes, number);
     drop(tokens);
     at(At::Idle);
 }
@@ -803,6 +931,15 @@ fn main() -> ! {
         totals.samples_cancelled.get(),
         totals.tidy_cut_short.get(),
         totals.reports.get()
+    );
+    let [first, inside, after] = &totals.failed;
+    let _ = write!(
+        line,
+        "; sampler failed in {} rounds (fail first {}, interrupt inside the fail {}, after the cancel {})",
+        first.get() + inside.get() + after.get(),
+        first.get(),
+        inside.get(),
+        after.get()
     );
     hprintln!("{}", line);
     debug::exit(debug::EXIT_SUCCESS);
