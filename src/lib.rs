@@ -195,7 +195,9 @@
 //!     counts the grace from its first poll, aborts only if the grace runs
 //!     out, and ends with `Ok` once every node drained (its
 //!     [`Stopped::aborted`] naming who was still running at the abort) or
-//!     `Err(report)` naming the stragglers after the abort grace.
+//!     `Err(report)` naming the stragglers after the abort grace;
+//!     [`shutdown_staged_with`](Phaser::shutdown_staged_with)'s `on_abort`
+//!     is called once, just before the abort, and never without one.
 //!     (`staged.rs`.)
 //!
 //! Besides these, each item's documentation says what it does, and
