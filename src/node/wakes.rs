@@ -177,6 +177,11 @@ std::thread_local! {
     /// destructor, so the check every tree operation ends with is one
     /// load.
     static PANIC_HELD: Cell<bool> = const { Cell::new(false) };
+    /// The buffer a `deliver` collects the relays to wake in, kept between
+    /// calls so that a cancel walk does not allocate one per node. A
+    /// nested `deliver` (from inside a waker) finds it taken and uses a
+    /// fresh one.
+    static TO_WAKE: Cell<Vec<Arc<Relay>>> = const { Cell::new(Vec::new()) };
 }
 
 #[cfg(loom)]
@@ -186,7 +191,14 @@ loom::thread_local! {
     static DELIVERING: Cell<*const Frame> = Cell::new(core::ptr::null());
     static RECORDED: Cell<usize> = Cell::new(0);
     static PANIC_HELD: Cell<bool> = Cell::new(false);
+    static TO_WAKE: Cell<Vec<Arc<Relay>>> = Cell::new(Vec::new());
 }
+
+/// What a list of [`UNDELIVERED`] or a [`TO_WAKE`] buffer may keep of its
+/// capacity once empty: enough for the wakes of a few nodes in flight, so
+/// that a walk reuses it, and a bound on what stays allocated (guarantee
+/// 6: 32 lists of 24-byte entries and one buffer per thread).
+const KEEP: usize = 16;
 
 /// Whether this thread is already waking the wakers of `node`, further up
 /// its stack.
@@ -256,11 +268,13 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
     if nested && recorded_none {
         return; // nothing of its own, and the rest is the outer one's
     }
-    let to_wake: Vec<Arc<Relay>> = undelivered(node)
-        .iter()
-        .filter(|waiting| waiting.node == node && (waiting.delivery == delivery || !nested))
-        .map(|waiting| Arc::clone(&waiting.relay))
-        .collect();
+    let mut to_wake = TO_WAKE.try_with(Cell::take).unwrap_or_default();
+    to_wake.extend(
+        undelivered(node)
+            .iter()
+            .filter(|waiting| waiting.node == node && (waiting.delivery == delivery || !nested))
+            .map(|waiting| Arc::clone(&waiting.relay)),
+    );
     let frame = Frame {
         node,
         up: DELIVERING.try_with(Cell::get).unwrap_or(core::ptr::null()),
@@ -282,30 +296,25 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
         }
     }
     drop(unlink);
-    // Only now are this call's records delivered. They are moved out and
-    // dropped after the list is unlocked: a relay's last reference drops
-    // the user's waker, which is user code.
-    let delivered: Vec<Undelivered> = {
+    // Only now are this call's records delivered: out of the list with
+    // them. They may be dropped under the list's lock because none of them
+    // is a relay's last reference: `to_wake` holds a clone of each (every
+    // record of this call is in it, nested or not) until after the unlock.
+    // A last reference drops the user's waker, which is user code, and
+    // must not run under the lock.
+    {
         let mut list = undelivered(node);
-        let mut mine = Vec::new();
-        let mut index = 0;
-        while index < list.len() {
-            if list[index].delivery == delivery {
-                mine.push(list.swap_remove(index));
-            } else {
-                index += 1;
-            }
+        list.retain(|waiting| waiting.delivery != delivery);
+        if list.is_empty() && list.capacity() > KEEP {
+            list.shrink_to(KEEP);
         }
-        if list.is_empty() {
-            // No wake in flight here: give the capacity back, so that the
-            // lists hold memory only while wakes are in flight (guarantee
-            // 6; a delivery allocates anyway).
-            list.shrink_to_fit();
-        }
-        mine
-    };
-    drop(delivered);
-    drop(to_wake);
+    }
+    // Outside every lock: the last references of relays (other threads'
+    // records may have left the lists meanwhile) drop users' wakers here.
+    to_wake.clear();
+    if to_wake.capacity() <= KEEP {
+        let _ = TO_WAKE.try_with(|buffer| buffer.set(to_wake));
+    }
 }
 
 /// A waker panicked: keep the panic for the end of the tree operation
