@@ -450,12 +450,89 @@ fn wake_latency(c: &mut Criterion) {
     group.finish();
 }
 
+// ===== what a select loop does once per message =====
+
+/// A future that is pending at its first poll (waking its task at once, as
+/// a channel with a message on its way would) and ready at the second.
+struct PendingOnce(bool);
+
+impl std::future::Future for PendingOnce {
+    type Output = u64;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> std::task::Poll<u64> {
+        if self.0 {
+            std::task::Poll::Ready(1)
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+/// Polls `future` with a no-op waker until it is ready (it must be ready
+/// within a few polls).
+fn poll_to_end<F: std::future::Future>(future: F, cx: &mut Context<'_>) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(cx) {
+            return out;
+        }
+    }
+}
+
+/// `run_until_cancelled(fut)` with `fut` ready at once (a consumer loop
+/// with messages waiting: one call per message) and pending once (it waits
+/// for the next message), and a `cancelled()` future created, polled once
+/// and dropped (one turn of a `select!` loop that races it).
+fn select_loop(c: &mut Criterion) {
+    let root = Phaser::new();
+    let phaser = root.child().unwrap();
+    let token = CancellationToken::new().child_token();
+    let waker = noop_waker();
+    let mut cx = Context::from_waker(&waker);
+
+    let mut group = c.benchmark_group("run_until_cancelled_ready");
+    group.bench_function("phaseout", |b| {
+        b.iter(|| poll_to_end(phaser.run_until_cancelled(std::future::ready(black_box(1u64))), &mut cx))
+    });
+    group.bench_function("tokio-util", |b| {
+        b.iter(|| poll_to_end(token.run_until_cancelled(std::future::ready(black_box(1u64))), &mut cx))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("run_until_cancelled_pending_once");
+    group.bench_function("phaseout", |b| {
+        b.iter(|| poll_to_end(phaser.run_until_cancelled(PendingOnce(black_box(false))), &mut cx))
+    });
+    group.bench_function("tokio-util", |b| {
+        b.iter(|| poll_to_end(token.run_until_cancelled(PendingOnce(black_box(false))), &mut cx))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("cancelled_poll_drop");
+    group.bench_function("phaseout", |b| {
+        b.iter(|| {
+            let mut waiter = std::pin::pin!(phaser.cancelled());
+            black_box(waiter.as_mut().poll(&mut cx).is_pending())
+        })
+    });
+    group.bench_function("tokio-util", |b| {
+        b.iter(|| {
+            let mut waiter = std::pin::pin!(token.cancelled());
+            black_box(waiter.as_mut().poll(&mut cx).is_pending())
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     child_create_drop,
     is_cancelled,
     cancel_tree,
     drain_cascade,
-    wake_latency
+    wake_latency,
+    select_loop
 );
 criterion_main!(benches);

@@ -55,6 +55,9 @@ rows = [
     ("cancel 100k fanout 10, waiter on each, per node", "cancel_tree_fanout10_100000", 100_000, 3),
     ("cancel 10k chain, waiter on each, per node", "cancel_tree_chain_10000", 10_000, 3),
     ("cross-thread wake latency", "wake_latency", 1, None),
+    ("`run_until_cancelled(fut)`, fut ready at once", "run_until_cancelled_ready", 1, 1),
+    ("`run_until_cancelled(fut)`, fut pending once", "run_until_cancelled_pending_once", 1, 1),
+    ("`cancelled()` created, polled once, dropped", "cancelled_poll_drop", 1, 1),
     ("child create + drop, 16 threads on 2 cores, one parent (throughput)", "oversubscribed_16_threads", 1, 1),
     ("child create + drop, 64 threads on 2 cores, one parent (throughput)", "oversubscribed_64_threads", 1, 1),
 ]
