@@ -3,18 +3,56 @@
 //!
 //! Each step runs up to three operations *at once*, one thread each, then
 //! waits for all of them (the step quiesces) and applies the same operations
-//! to the model. Operations on handles use distinct nodes; operations on
-//! futures use distinct futures. Concurrent operations may interleave in any
-//! way, so the model applies them in the one order that explains what the
-//! library answered: children that were created first, then every cancel and
-//! drop, then what the wakers did (below), in the order they did it, then the
-//! `child()` calls that were refused (whose parent must then be cancelled).
-//! After each step every observable must agree: `is_cancelled`, `is_turn`,
-//! `live_children`, the report's nodes and states, `is_aborted` and each
-//! node's cause. Causes of nodes cancelled during a step may come from any
-//! of the step's cancellations that reach them (the order is the race's);
-//! the check asserts the library's answer is one of them, then holds it to
-//! that answer forever after.
+//! to the model. Operations on handles use distinct nodes (but for the extra
+//! failures below); operations on futures use distinct futures. Concurrent
+//! operations may interleave in any way, so the model applies them in the
+//! one order that explains what the library answered: children that were
+//! created first, then every cancel, failure and drop, then what the wakers
+//! did (below), in the order they did it, then the `child()` calls that were
+//! refused (whose parent must then be cancelled). After each step every
+//! observable must agree: `is_cancelled`, `is_turn`, `live_children`, the
+//! report's nodes, states and `panicked` marks, `is_aborted`, each node's
+//! cause and each node's `failures()`. Causes of nodes cancelled during a
+//! step may come from any of the step's cancellations that reach them (the
+//! order is the race's); the check asserts the library's answer is one of
+//! them, then holds it to that answer forever after.
+//!
+//! # Supervision
+//!
+//! Children are made with `child_named` or (a quarter of them)
+//! `child_scope_named`, and a fifth are made `critical()`; the root is a
+//! scope. `fail("e<n>")` is about as frequent as `cancel_with`, and a step
+//! with a failure often gets more of them on other threads, on any held
+//! `Phaser` (the same one too), so that failures race into one scope. A
+//! fifth of the drops happen while the dropping thread panics (the
+//! `Phaser` dropped during the unwind of a panic caught at once, started
+//! with `resume_unwind` so that the panic hook stays quiet); an armed
+//! waker's drop may panic likewise, and any drop done from inside a waker
+//! that a panicking drop woke is a panicking drop too (the waker logs
+//! `thread::panicking()`). The model: a failure is recorded, labeled, in
+//! the node's scope (the nearest scope at or above it), which is then
+//! cancelled with the failure's cause under the usual first-cause-wins
+//! rule; a critical node's panic is such a failure, with the cause "the
+//! owner of `n<id>` panicked" and `panicked()` true, before the drop's own
+//! cancel; a panic of a node that is not critical, or any panic without
+//! `std`, is a drop as before (its cause says `panicked` with `std`).
+//! After each step, every node's `failures()`, through its `Phaser` if it
+//! is held and through its `Token` always (after it drained too), and the
+//! root report's `failures()`, must equal the model's: label, cause text
+//! and `panicked()`, each failure once. Failures recorded in one step raced,
+//! so they may come in any order after the earlier ones; the check accepts
+//! any such order, then adopts it. A failure's cancel is a cancel for the
+//! futures below too: one waiting on a node of the failed scope must have
+//! been woken, and be ready when polled. The teardown drops one `Phaser` at
+//! a time, a sixth of them panicking, and checks every token after each
+//! drop.
+//!
+//! A failure or a cancel of the root ends the tree's growth (no child is
+//! accepted after it). So that scopes below a live root are exercised, in
+//! half of the seeds every random choice that would cancel the root
+//! (operations on handles, the extra failures, the acts of armed wakers,
+//! panics of critical nodes in the root's scope) is redrawn or dropped but
+//! for one in `ROOT_GUARD`; the other half keeps the plain mix.
 //!
 //! # Futures are actors
 //!
@@ -102,7 +140,7 @@ use std::time::Duration;
 use common::{poll_once, scaled, CountingWaker};
 use futures_core::FusedFuture;
 use phaseout::futures::{Aborted, Cancelled, RunUntilCancelled, Turn, TurnWithin};
-use phaseout::{Cause, NodeState, Phaser, Token};
+use phaseout::{Cause, Failure, NodeState, Phaser, Token};
 
 // ===== The model =====
 
@@ -114,18 +152,50 @@ struct ModelNode {
     /// The cause's text once cancelled (`None` for a plain cancel).
     cause: Option<String>,
     owner_done: bool,
+    /// Its owner's drop ran while the thread panicked (as the library can
+    /// see it: never without `std`).
+    panicked: bool,
     drained: bool,
     live_children: Vec<usize>,
+    /// Made with `child_scope_named` (or a root).
+    scope: bool,
+    /// Its `Phaser` was made `critical()`.
+    critical: bool,
+    /// A scope's failures, oldest first (always empty for other nodes).
+    failures: Vec<FailureText>,
 }
+
+/// A `Failure` as the check compares it: label, cause text, `panicked()`.
+type FailureText = (Option<String>, String, bool);
+
+fn failure_texts(failures: Vec<Failure>) -> Vec<FailureText> {
+    failures
+        .iter()
+        .map(|f| {
+            (
+                f.label().map(str::to_owned),
+                f.cause().to_string(),
+                f.panicked(),
+            )
+        })
+        .collect()
+}
+
+/// Whether the library sees an owner's panic at all (it needs `std`;
+/// without it a panicking drop is a plain drop).
+const PANICS_SEEN: bool = cfg!(feature = "std");
 
 /// Nodes by id; a node's label is `n<id>`.
 #[derive(Debug, Default)]
 struct Model {
     nodes: BTreeMap<usize, ModelNode>,
+    /// The scopes that recorded failures since the step began, each with
+    /// its number of failures before the step.
+    touched: BTreeMap<usize, usize>,
 }
 
 impl Model {
-    fn add(&mut self, id: usize, parent: Option<usize>) {
+    fn add(&mut self, id: usize, parent: Option<usize>, scope: bool, critical: bool) {
         if let Some(parent) = parent {
             let parent = self.nodes.get_mut(&parent).unwrap();
             assert!(!parent.cancelled);
@@ -135,9 +205,43 @@ impl Model {
             id,
             ModelNode {
                 parent,
+                scope: scope || parent.is_none(),
+                critical,
                 ..ModelNode::default()
             },
         );
+    }
+
+    /// The nearest scope at or above `node`.
+    fn scope_of(&self, node: usize) -> usize {
+        let mut at = node;
+        while !self.nodes[&at].scope {
+            at = self.nodes[&at].parent.expect("a root is a scope");
+        }
+        at
+    }
+
+    /// `node` failed: the failure goes to its scope, which is cancelled
+    /// with `cause`.
+    fn fail(&mut self, node: usize, cause: &str, panicked: bool) {
+        let scope = self.scope_of(node);
+        let n = self.nodes.get_mut(&scope).unwrap();
+        self.touched.entry(scope).or_insert(n.failures.len());
+        n.failures
+            .push((Some(label(node)), cause.to_owned(), panicked));
+        self.cancel(scope, Some(cause));
+    }
+
+    /// The causes an owner's drop gives, and where each walk starts: a
+    /// critical node's panic fails its scope first.
+    fn drop_cancellations(&self, node: usize, panicking: bool) -> Vec<(usize, Option<String>)> {
+        let panicked = panicking && PANICS_SEEN;
+        let mut out = Vec::new();
+        if panicked && self.nodes[&node].critical {
+            out.push((self.scope_of(node), Some(owner_cause(node, true))));
+        }
+        out.push((node, Some(owner_cause(node, panicked))));
+        out
     }
 
     /// The nodes of `node`'s subtree that are not drained.
@@ -169,9 +273,17 @@ impl Model {
         }
     }
 
-    fn drop_owner(&mut self, node: usize) {
-        self.cancel(node, Some(&owner_finished(node)));
-        self.nodes.get_mut(&node).unwrap().owner_done = true;
+    /// The owner of `node` drops it; `panicking`: while its thread
+    /// unwinds.
+    fn drop_owner(&mut self, node: usize, panicking: bool) {
+        let panicked = panicking && PANICS_SEEN;
+        if panicked && self.nodes[&node].critical {
+            self.fail(node, &owner_cause(node, true), true);
+        }
+        self.cancel(node, Some(&owner_cause(node, panicked)));
+        let n = self.nodes.get_mut(&node).unwrap();
+        n.owner_done = true;
+        n.panicked = panicked;
         let mut current = Some(node);
         while let Some(node) = current {
             let n = &self.nodes[&node];
@@ -207,14 +319,17 @@ impl Model {
         }
     }
 
-    /// Label → state, aborted and cause of every un-drained node in
-    /// `node`'s subtree.
-    fn report(&self, node: usize) -> BTreeMap<String, (NodeState, bool, Option<String>)> {
+    /// Label → state, aborted, panicked and cause of every un-drained node
+    /// in `node`'s subtree.
+    fn report(&self, node: usize) -> BTreeMap<String, ReportLine> {
         self.subtree(node)
             .into_iter()
             .map(|id| {
                 let n = &self.nodes[&id];
-                (label(id), (self.state(id), n.aborted, n.cause.clone()))
+                (
+                    label(id),
+                    (self.state(id), n.aborted, n.panicked, n.cause.clone()),
+                )
             })
             .collect()
     }
@@ -224,9 +339,30 @@ fn label(node: usize) -> String {
     format!("n{node}")
 }
 
-/// The cause a node gets from its own owner's drop.
-fn owner_finished(node: usize) -> String {
-    format!("the owner of `{}` finished", label(node))
+/// A report entry as the check compares it: state, aborted, panicked,
+/// cause.
+type ReportLine = (NodeState, bool, bool, Option<String>);
+
+/// The cause a node gets from its own owner's drop (also the cause of a
+/// critical node's panic as a failure).
+fn owner_cause(node: usize, panicked: bool) -> String {
+    let how = if panicked { "panicked" } else { "finished" };
+    format!("the owner of `{}` {how}", label(node))
+}
+
+/// The payload of the panics the run makes; `resume_unwind` starts them
+/// without the panic hook, so they print nothing.
+struct OwnerPanics;
+
+/// Drops `phaser` as its owner would if it panicked: during the unwind of a
+/// panic that is caught right away.
+fn drop_panicking(phaser: Option<Phaser>) {
+    let unwound = std::panic::catch_unwind(move || {
+        let _owner = phaser;
+        std::panic::resume_unwind(Box::new(OwnerPanics));
+    });
+    let payload = unwound.expect_err("the owner's panic unwinds");
+    assert!(payload.is::<OwnerPanics>(), "another panic in a drop");
 }
 
 fn text(cause: Option<Cause>) -> Option<String> {
@@ -508,15 +644,31 @@ type Parked = Arc<Mutex<Option<Phaser>>>;
 
 /// What an armed waker does at its next wake, from inside `wake()`.
 enum Act {
-    DropPhaser { node: usize, phaser: Parked },
-    Cancel { node: usize, token: Token },
-    DropFuture { fid: usize, slot: Arc<Slot> },
+    /// `panic`: the waker drops it while panicking (`drop_panicking`).
+    DropPhaser {
+        node: usize,
+        phaser: Parked,
+        panic: bool,
+    },
+    Cancel {
+        node: usize,
+        token: Token,
+    },
+    DropFuture {
+        fid: usize,
+        slot: Arc<Slot>,
+    },
 }
 
 impl std::fmt::Debug for Act {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Act::DropPhaser { node, .. } => write!(f, "drop n{node}'s Phaser"),
+            Act::DropPhaser {
+                node, panic: false, ..
+            } => write!(f, "drop n{node}'s Phaser"),
+            Act::DropPhaser {
+                node, panic: true, ..
+            } => write!(f, "drop n{node}'s Phaser, panicking"),
             Act::Cancel { node, .. } => write!(f, "cancel n{node}"),
             Act::DropFuture { fid, .. } => write!(f, "drop f{fid}"),
         }
@@ -526,7 +678,12 @@ impl std::fmt::Debug for Act {
 /// What a waker did.
 #[derive(Clone, Copy, Debug)]
 enum Acted {
-    DroppedPhaser(usize),
+    /// `panicking`: the thread was unwinding during the drop (the waker's
+    /// own panic, or a panicking drop on the thread that woke it).
+    DroppedPhaser {
+        node: usize,
+        panicking: bool,
+    },
     Cancelled(usize),
     /// The future, and whether it was still there.
     DroppedFuture(usize, bool),
@@ -567,10 +724,19 @@ impl ActingWaker {
         );
         lock(&self.log.in_flight).insert(seq, doing);
         let acted = match act {
-            Act::DropPhaser { node, phaser } => {
+            Act::DropPhaser {
+                node,
+                phaser,
+                panic,
+            } => {
                 let phaser = lock(&phaser).take();
-                drop(phaser);
-                Acted::DroppedPhaser(node)
+                let panicking = panic || thread::panicking();
+                if panic {
+                    drop_panicking(phaser);
+                } else {
+                    drop(phaser);
+                }
+                Acted::DroppedPhaser { node, panicking }
             }
             Act::Cancel { node, token } => {
                 token.cancel();
@@ -698,8 +864,12 @@ impl Take {
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
+    /// `child_named`, or (`scope`) `child_scope_named`; the new `Phaser`
+    /// is made `critical()` if `critical`.
     Child {
         new_id: usize,
+        scope: bool,
+        critical: bool,
     },
     Cancel,
     TokenCancel,
@@ -707,8 +877,16 @@ enum Op {
     CancelWith {
         cause: usize,
     },
+    /// `fail("e<cause>")`.
+    Fail {
+        cause: usize,
+    },
     Abort,
-    Drop,
+    /// Drops the `Phaser`; `panic`: while its thread panics
+    /// (`drop_panicking`).
+    Drop {
+        panic: bool,
+    },
     PollCancelled,
     PollTurn,
     PollAborted,
@@ -722,20 +900,25 @@ enum Op {
 }
 
 impl Op {
-    /// The cause this operation gives the nodes it cancels first, if it
-    /// cancels.
-    fn cause(self, id: usize) -> Option<Option<String>> {
+    /// The cancellations this operation on `id` makes: where each walk
+    /// starts and the cause it gives the nodes it cancels first.
+    fn cancellations(self, id: usize, model: &Model) -> Vec<(usize, Option<String>)> {
         match self {
-            Op::Cancel | Op::TokenCancel | Op::Abort => Some(None),
+            Op::Cancel | Op::TokenCancel | Op::Abort => vec![(id, None)],
             Op::Take {
                 kind: Kind::ShutdownWithin,
                 ..
-            } => Some(None),
-            Op::CancelWith { cause } => Some(Some(format!("c{cause}"))),
-            Op::Drop => Some(Some(owner_finished(id))),
-            _ => None,
+            } => vec![(id, None)],
+            Op::CancelWith { cause } => vec![(id, Some(format!("c{cause}")))],
+            Op::Fail { cause } => vec![(model.scope_of(id), Some(fail_cause(cause)))],
+            Op::Drop { panic } => model.drop_cancellations(id, panic),
+            _ => Vec::new(),
         }
     }
+}
+
+fn fail_cause(cause: usize) -> String {
+    format!("e{cause}")
 }
 
 /// One actor of a step.
@@ -805,11 +988,13 @@ enum Outcome {
 }
 
 fn pick_op(rng: &mut fastrand::Rng, is_root: bool, next_id: &mut usize) -> Op {
-    match rng.u32(0..140) {
+    match rng.u32(0..147) {
         0..=34 => {
             *next_id += 1;
             Op::Child {
                 new_id: *next_id - 1,
+                scope: rng.u32(0..4) == 0,
+                critical: rng.u32(0..5) == 0,
             }
         }
         35..=40 => Op::Cancel,
@@ -818,16 +1003,21 @@ fn pick_op(rng: &mut fastrand::Rng, is_root: bool, next_id: &mut usize) -> Op {
             cause: rng.usize(0..1000),
         },
         53..=55 => Op::Abort,
-        56..=80 if !is_root => Op::Drop,
+        56..=80 if !is_root => Op::Drop {
+            panic: rng.u32(0..5) == 0,
+        },
         56..=80 => Op::Cancel,
         81..=93 => Op::PollCancelled,
         94..=99 => Op::PollAborted,
         100..=111 => Op::PollTurn,
         // The caller fills in the future.
-        _ => Op::Take {
+        112..=139 => Op::Take {
             fid: 0,
             kind: Kind::Turn,
             poll: false,
+        },
+        _ => Op::Fail {
+            cause: rng.usize(0..1000),
         },
     }
 }
@@ -890,7 +1080,16 @@ fn run_job(job: Job, start: &Barrier, done: &Barrier) -> Outcome {
     };
     start.wait();
     let outcome = match op {
-        Op::Child { new_id } => match handle.child_named(label(new_id)) {
+        Op::Child {
+            new_id,
+            scope,
+            critical,
+        } => match if scope {
+            handle.child_scope_named(label(new_id))
+        } else {
+            handle.child_named(label(new_id))
+        } {
+            Ok(child) if critical => Outcome::Created(child.critical()),
             Ok(child) => Outcome::Created(child),
             Err(err) => {
                 assert_eq!(err.label(), handle.label());
@@ -913,6 +1112,10 @@ fn run_job(job: Job, start: &Barrier, done: &Barrier) -> Outcome {
             handle.token().cancel_with(format!("c{cause}"));
             Outcome::Done
         }
+        Op::Fail { cause } => {
+            handle.fail(fail_cause(cause));
+            Outcome::Done
+        }
         Op::Abort => {
             handle.abort();
             Outcome::Done
@@ -922,9 +1125,14 @@ fn run_job(job: Job, start: &Barrier, done: &Barrier) -> Outcome {
             let future = take_from_phaser(&handle, kind, take.deadline.clone());
             take.run(future)
         }
-        Op::Drop => {
+        Op::Drop { panic } => {
             // The caller passed the only reference: this drops the Phaser.
-            drop(Arc::into_inner(handle).expect("Drop gets the last reference"));
+            let phaser = Arc::into_inner(handle).expect("Drop gets the last reference");
+            if panic {
+                drop_panicking(Some(phaser));
+            } else {
+                drop(phaser);
+            }
             done.wait();
             return Outcome::Done;
         }
@@ -980,6 +1188,9 @@ fn run_job(job: Job, start: &Barrier, done: &Barrier) -> Outcome {
 const POOL_CAP: usize = 24;
 /// At most this many `Phaser`s parked for armed wakers at once.
 const MAX_PARKED: usize = 4;
+/// In half the seeds, an operation that would cancel the root is drawn
+/// again, but for one in this many: the tree lives long enough to grow.
+const ROOT_GUARD: u32 = 64;
 
 /// One line of a run's history: what happened, to which nodes and futures.
 struct TraceLine {
@@ -1008,6 +1219,9 @@ struct Run {
     parked: BTreeMap<usize, Parked>,
     log: Arc<ActLog>,
     acting: bool,
+    /// 1 or `ROOT_GUARD`: how much rarer an operation that cancels the
+    /// root is made.
+    root_guard: u32,
     trace: Vec<TraceLine>,
     /// Where the run is, for messages.
     at: String,
@@ -1028,10 +1242,14 @@ impl Run {
             parked: BTreeMap::new(),
             log,
             acting: acting_wakers(),
+            root_guard: 1,
             trace: Vec::new(),
             at: "start".to_owned(),
         };
-        run.model.add(0, None);
+        if run.rng.bool() {
+            run.root_guard = ROOT_GUARD;
+        }
+        run.model.add(0, None, true, false);
         let root = Phaser::named(label(0));
         run.tokens.insert(0, root.token());
         run.live.insert(0, Arc::new(root));
@@ -1262,7 +1480,7 @@ impl Run {
     /// An armed waker's act that will not happen now: its parked `Phaser`
     /// goes back to the live handles.
     fn reclaim(&mut self, act: Act) {
-        if let Act::DropPhaser { node, phaser } = act {
+        if let Act::DropPhaser { node, phaser, .. } = act {
             let phaser = lock(&phaser)
                 .take()
                 .expect("an act not done leaves its Phaser parked");
@@ -1318,6 +1536,7 @@ impl Run {
                 let child = children[self.rng.usize(0..children.len())];
                 Act::DropPhaser {
                     node: child,
+                    panic: self.pick_panic(child),
                     phaser: self.park(child),
                 }
             }
@@ -1334,6 +1553,7 @@ impl Run {
                 };
                 Act::DropPhaser {
                     node: target,
+                    panic: self.pick_panic(target),
                     phaser: self.park(target),
                 }
             }
@@ -1345,6 +1565,9 @@ impl Run {
                     1 => self.model.nodes[&node].parent.unwrap_or(node),
                     _ => all[self.rng.usize(0..all.len())],
                 };
+                if target == 0 && self.spare_root() {
+                    return;
+                }
                 Act::Cancel {
                     node: target,
                     token: self.tokens[&target].clone(),
@@ -1383,6 +1606,23 @@ impl Run {
         self.pool[&fid].counter.arm(act);
     }
 
+    /// Whether to spare the root an operation that would cancel it (see
+    /// `ROOT_GUARD`).
+    fn spare_root(&mut self) -> bool {
+        self.root_guard > 1
+            && !self.model.nodes[&0].cancelled
+            && self.rng.u32(0..self.root_guard) != 0
+    }
+
+    /// Whether a `Phaser` dropped by a waker panics: sometimes, unless its
+    /// failure would cancel a root that is spared.
+    fn pick_panic(&mut self, node: usize) -> bool {
+        self.rng.u32(0..4) == 0
+            && !(self.model.nodes[&node].critical
+                && self.model.scope_of(node) == 0
+                && self.spare_root())
+    }
+
     fn new_fid(&mut self) -> usize {
         self.next_fid += 1;
         self.next_fid - 1
@@ -1412,12 +1652,15 @@ impl Run {
             .collect()
     }
 
-    /// A step's actors: up to three, on distinct nodes' `Phaser`s and
-    /// distinct pooled futures.
+    /// A step's actors: up to three, on distinct nodes' `Phaser`s (but for
+    /// the extra failures of a step that has one) and distinct pooled
+    /// futures.
     fn pick(&mut self) -> Vec<Pick> {
         let width = self.rng.usize(1..=3);
         let mut picks: Vec<Pick> = Vec::new();
         let mut nodes = BTreeSet::new();
+        // Nodes of the extra failures (below), which may repeat.
+        let mut failing_nodes = BTreeSet::new();
         let mut futures = BTreeSet::new();
         for _ in 0..width * 3 {
             if picks.len() == width {
@@ -1437,29 +1680,79 @@ impl Run {
                 })
                 .count();
             let room = self.pool.len() + takes < POOL_CAP;
+            // A step with a failure often has more, racing to their scopes:
+            // on any held `Phaser` (the same one too) that it does not drop.
+            let failing = picks.iter().any(|pick| {
+                matches!(
+                    pick,
+                    Pick::Handle {
+                        op: Op::Fail { .. },
+                        ..
+                    }
+                )
+            });
+            if failing && self.rng.bool() {
+                let dropping: BTreeSet<usize> = picks
+                    .iter()
+                    .filter_map(|pick| match *pick {
+                        Pick::Handle {
+                            id,
+                            op: Op::Drop { .. },
+                        } => Some(id),
+                        _ => None,
+                    })
+                    .collect();
+                let held: Vec<usize> = self
+                    .live
+                    .keys()
+                    .copied()
+                    .filter(|id| !dropping.contains(id))
+                    .collect();
+                let id = held[self.rng.usize(0..held.len())];
+                if self.model.scope_of(id) == 0 && self.spare_root() {
+                    continue;
+                }
+                failing_nodes.insert(id);
+                picks.push(Pick::Handle {
+                    id,
+                    op: Op::Fail {
+                        cause: self.rng.usize(0..1000),
+                    },
+                });
+                continue;
+            }
             if self.rng.u32(0..100) < 60 {
                 let free: Vec<usize> = self
                     .live
                     .keys()
                     .copied()
-                    .filter(|id| !nodes.contains(id))
+                    .filter(|id| !nodes.contains(id) && !failing_nodes.contains(id))
                     .collect();
                 if free.is_empty() {
                     continue;
                 }
                 let id = free[self.rng.usize(0..free.len())];
-                let mut op = pick_op(&mut self.rng, id == 0, &mut self.next_id);
-                if let Op::Take { .. } = op {
-                    op = if room {
-                        Op::Take {
-                            fid: self.new_fid(),
-                            kind: pick_kind(&mut self.rng, true),
-                            poll: self.rng.u32(0..10) < 7,
-                        }
-                    } else {
-                        Op::PollTurn
-                    };
-                }
+                let op = loop {
+                    let mut op = pick_op(&mut self.rng, id == 0, &mut self.next_id);
+                    if let Op::Take { .. } = op {
+                        op = if room {
+                            Op::Take {
+                                fid: self.new_fid(),
+                                kind: pick_kind(&mut self.rng, true),
+                                poll: self.rng.u32(0..10) < 7,
+                            }
+                        } else {
+                            Op::PollTurn
+                        };
+                    }
+                    let cancels_root = op
+                        .cancellations(id, &self.model)
+                        .iter()
+                        .any(|&(from, _)| from == 0);
+                    if !cancels_root || !self.spare_root() {
+                        break op;
+                    }
+                };
                 nodes.insert(id);
                 picks.push(Pick::Handle { id, op });
             } else {
@@ -1536,7 +1829,47 @@ impl Run {
                 "{}",
                 ctx("is_aborted", id)
             );
+            assert_eq!(
+                failure_texts(handle.failures()),
+                node.failures,
+                "{}",
+                ctx("failures", id)
+            );
         }
+        self.check_tokens();
+        let report = self.live[&0].report();
+        let entries: BTreeMap<String, ReportLine> = report
+            .entries()
+            .iter()
+            .map(|entry| {
+                let cause = entry.cause().map(ToString::to_string);
+                (
+                    entry.label().unwrap().to_owned(),
+                    (entry.state(), entry.aborted(), entry.panicked(), cause),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            self.model.report(0),
+            "seed {} {}: report",
+            self.seed,
+            self.at
+        );
+        assert_eq!(
+            failure_texts(report.failures().to_vec()),
+            self.model.nodes[&0].failures,
+            "seed {} {}: the report's failures",
+            self.seed,
+            self.at
+        );
+    }
+
+    /// What every node's `Token` says, drained or not: cancelled, aborted,
+    /// cause and failures.
+    fn check_tokens(&self) {
+        let ctx =
+            |what: &str, id: usize| format!("seed {} {}: {what} of n{id}", self.seed, self.at);
         for (&id, token) in &self.tokens {
             let node = &self.model.nodes[&id];
             assert_eq!(token.is_cancelled(), node.cancelled, "{}", ctx("token", id));
@@ -1547,26 +1880,13 @@ impl Run {
                 ctx("token aborted", id)
             );
             assert_eq!(text(token.cause()), node.cause, "{}", ctx("cause", id));
+            assert_eq!(
+                failure_texts(token.failures()),
+                node.failures,
+                "{}",
+                ctx("token failures", id)
+            );
         }
-        let report: BTreeMap<String, (NodeState, bool, Option<String>)> = self.live[&0]
-            .report()
-            .entries()
-            .iter()
-            .map(|entry| {
-                let cause = entry.cause().map(ToString::to_string);
-                (
-                    entry.label().unwrap().to_owned(),
-                    (entry.state(), entry.aborted(), cause),
-                )
-            })
-            .collect();
-        assert_eq!(
-            report,
-            self.model.report(0),
-            "seed {} {}: report",
-            self.seed,
-            self.at
-        );
     }
 
     /// Runs one step; returns how many operations it ran.
@@ -1630,7 +1950,7 @@ impl Run {
                 Pick::Handle { id, op } => Job::Handle {
                     op,
                     handle: match op {
-                        Op::Drop => self.live.remove(&id).unwrap(),
+                        Op::Drop { .. } => self.live.remove(&id).unwrap(),
                         _ => self.live[&id].clone(),
                     },
                     take: match op {
@@ -1683,7 +2003,12 @@ impl Run {
             if let (
                 Pick::Handle {
                     id,
-                    op: Op::Child { new_id },
+                    op:
+                        Op::Child {
+                            new_id,
+                            scope,
+                            critical,
+                        },
                 },
                 Outcome::Created(_),
             ) = (*pick, &*outcome)
@@ -1692,7 +2017,7 @@ impl Run {
                     !was_cancelled[&id],
                     "seed {seed} step {step}: n{id} was cancelled, yet accepted a child"
                 );
-                self.model.add(new_id, Some(id));
+                self.model.add(new_id, Some(id), scope, critical);
                 let Outcome::Created(child) = std::mem::replace(outcome, Outcome::Done) else {
                     unreachable!()
                 };
@@ -1708,15 +2033,13 @@ impl Run {
         let mut cancellations: Vec<(usize, Option<String>)> = Vec::new();
         for (pick, _) in &results {
             if let Pick::Handle { id, op } = *pick {
-                if let Some(cause) = op.cause(id) {
-                    cancellations.push((id, cause));
-                }
+                cancellations.extend(op.cancellations(id, &self.model));
             }
         }
         for &(_, _, acted) in &acts {
             match acted {
-                Acted::DroppedPhaser(node) => {
-                    cancellations.push((node, Some(owner_finished(node))))
+                Acted::DroppedPhaser { node, panicking } => {
+                    cancellations.extend(self.model.drop_cancellations(node, panicking))
                 }
                 Acted::Cancelled(node) => cancellations.push((node, None)),
                 Acted::DroppedFuture(..) => {}
@@ -1747,15 +2070,16 @@ impl Run {
                     ..
                 } => self.model.cancel(id, None),
                 Op::CancelWith { cause } => self.model.cancel(id, Some(&format!("c{cause}"))),
+                Op::Fail { cause } => self.model.fail(id, &fail_cause(cause), false),
                 Op::Abort => self.model.abort(id),
-                Op::Drop => self.model.drop_owner(id),
+                Op::Drop { panic } => self.model.drop_owner(id, panic),
                 _ => {}
             }
         }
         for &(_, waker_fid, acted) in &acts {
             let waker_node = self.pool.get(&waker_fid).map(|p| p.node);
             let (target_node, target_fid) = match acted {
-                Acted::DroppedPhaser(node) => {
+                Acted::DroppedPhaser { node, panicking } => {
                     let parked = self
                         .parked
                         .remove(&node)
@@ -1764,7 +2088,7 @@ impl Run {
                         lock(&parked).is_none(),
                         "seed {seed} step {step}: the waker of f{waker_fid} left n{node}'s Phaser"
                     );
-                    self.model.drop_owner(node);
+                    self.model.drop_owner(node, panicking);
                     (Some(node), None)
                 }
                 Acted::Cancelled(node) => {
@@ -1811,6 +2135,27 @@ impl Run {
                 "seed {seed} step {step}: n{node} has cause {chosen:?}, not one of {causes:?}"
             );
             self.model.nodes.get_mut(&node).unwrap().cause = chosen;
+        }
+        // Failures recorded in this step may be in any order among
+        // themselves (they raced), after those recorded before, each once:
+        // check that, then adopt the library's order.
+        for (scope, before) in std::mem::take(&mut self.model.touched) {
+            let recorded = failure_texts(self.tokens[&scope].failures());
+            let expected = &self.model.nodes[&scope].failures;
+            let mut new_recorded = recorded.get(before..).unwrap_or_default().to_vec();
+            let mut new_expected = expected[before..].to_vec();
+            new_recorded.sort();
+            new_expected.sort();
+            assert!(
+                recorded.len() == expected.len()
+                    && recorded[..before] == expected[..before]
+                    && new_recorded == new_expected,
+                "seed {seed} step {step}: the failures of n{scope} are {recorded:?}; expected \
+                 {:?}, then this step's {:?} in any order",
+                &expected[..before],
+                &expected[before..],
+            );
+            self.model.nodes.get_mut(&scope).unwrap().failures = recorded;
         }
         for (pick, outcome) in results {
             match (pick, outcome) {
@@ -1899,7 +2244,7 @@ impl Run {
                 }
                 (Pick::Handle { id, op }, _) => {
                     let nodes = match op {
-                        Op::Child { new_id } => vec![id, new_id],
+                        Op::Child { new_id, .. } => vec![id, new_id],
                         _ => vec![id],
                     };
                     self.note(&nodes, &[], format!("n{id}: {op:?}"));
@@ -1999,9 +2344,17 @@ impl Run {
             }
             let phaser = Arc::into_inner(self.live.remove(&id).unwrap())
                 .expect("the teardown holds the only reference");
-            drop(phaser);
-            self.model.drop_owner(id);
-            self.note(&[id], &[], format!("n{id}: Drop"));
+            let panic = self.rng.u32(0..6) == 0;
+            if panic {
+                drop_panicking(Some(phaser));
+            } else {
+                drop(phaser);
+            }
+            // One drop at a time: the failures' order is the model's.
+            self.model.drop_owner(id, panic);
+            self.model.touched.clear();
+            self.note(&[id], &[], format!("n{id}: Drop {{ panic: {panic} }}"));
+            self.check_tokens();
             self.check_futures();
         }
         assert!(
@@ -2010,8 +2363,9 @@ impl Run {
             self.seed
         );
         drop(Arc::into_inner(root).expect("the teardown holds the only reference"));
-        self.model.drop_owner(0);
+        self.model.drop_owner(0, false);
         self.note(&[0], &[], "n0: Drop".to_owned());
+        self.check_tokens();
         self.check_futures();
         // A future never polled resolves at its first poll if it can.
         let fids: Vec<usize> = self.pool.keys().copied().collect();
