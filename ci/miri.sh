@@ -9,6 +9,7 @@
 #    The rate is low on purpose: the window is a few basic blocks on one
 #    thread, and the other thread must then run a whole drop unpreempted.
 #    At 0.01 the 0.1 core's protector violation shows within seconds.
+# 3. the wake delivery, and 4. the supervision races, with preemption too.
 set -euxo pipefail
 cd "$(dirname "$0")"/..
 
@@ -45,5 +46,19 @@ for borrows in stacked tree; do
         echo "=== Miri, wake delivery, $borrows borrows, $target"
         MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-preemption-rate=0.01 -Zmiri-many-seeds=0..8 $model" \
             cargo +nightly miri test --target-dir target/miri --target "$target" --test liveness
+    done
+done
+
+# 4. The supervision races (guarantee 22: failures from many threads each
+#    recorded once, a failure racing its scope's drain), with preemption,
+#    8 seeds each, under both borrow models.
+for borrows in stacked tree; do
+    model=""
+    [ "$borrows" = tree ] && model="-Zmiri-tree-borrows"
+    for target in "${targets[@]}"; do
+        echo "=== Miri, supervision races, $borrows borrows, $target"
+        MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-preemption-rate=0.01 -Zmiri-many-seeds=0..8 $model" \
+            cargo +nightly miri test --target-dir target/miri --target "$target" --test supervision \
+            -- failures_from_many_threads a_failure_racing
     done
 done
