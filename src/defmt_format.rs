@@ -7,7 +7,7 @@
 
 use defmt::{Display2Format, Format, Formatter};
 
-use crate::{Cause, Failure, NodeState, Report, ReportEntry, ShutdownStarted};
+use crate::{Cause, Failure, NodeState, Report, ReportEntry, ShutdownStarted, Stopped};
 
 impl Format for NodeState {
     fn format(&self, f: Formatter<'_>) {
@@ -43,6 +43,21 @@ impl Format for Failure {
     /// The failure's `Display`: the node and its cause.
     fn format(&self, f: Formatter<'_>) {
         defmt::write!(f, "{}", Display2Format(self));
+    }
+}
+
+impl Format for Stopped {
+    /// Whether an abort was needed, and then who was still running when
+    /// the grace ran out.
+    fn format(&self, f: Formatter<'_>) {
+        match self.aborted() {
+            None => defmt::write!(f, "stopped within the grace"),
+            Some(late) => defmt::write!(
+                f,
+                "stopped after the abort; still running when the grace ran out:\n{}",
+                late
+            ),
+        }
     }
 }
 

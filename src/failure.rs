@@ -10,7 +10,8 @@ use crate::label::Label;
 /// in the node's scope, and read with `failures()` on a
 /// [`Phaser`](crate::Phaser) or a [`Token`](crate::Token) of the scope.
 ///
-/// `Display` names the node and the cause: `` `db` failed: disk full ``.
+/// `Display` names the node and the cause: `` `db` failed: disk full ``, or
+/// `` `db` panicked `` for a critical node whose owner panicked.
 ///
 /// # Examples
 ///
@@ -89,8 +90,13 @@ impl fmt::Display for Failure {
             Some(label) => write!(f, "`{label}`")?,
             None => f.write_str("a node")?,
         }
-        // A panic's cause says so itself ("the owner of `x` panicked").
-        write!(f, " failed: {}", self.cause)
+        if self.panicked {
+            // The cause would only say it again ("the owner of `x`
+            // panicked").
+            f.write_str(" panicked")
+        } else {
+            write!(f, " failed: {}", self.cause)
+        }
     }
 }
 

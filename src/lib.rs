@@ -193,12 +193,14 @@
 //!     (`supervision.rs`.)
 //! 23. **The staged stop.** [`Phaser::shutdown_staged`] cancels when called,
 //!     counts the grace from its first poll, aborts only if the grace runs
-//!     out, and ends with `Ok` once every node drained (its
+//!     out, and ends with `Ok` at the node's turn, every node below it
+//!     drained (its
 //!     [`Stopped::aborted`] naming who was still running at the abort) or
 //!     `Err(report)` naming the stragglers after the abort grace;
 //!     [`shutdown_staged_with`](Phaser::shutdown_staged_with)'s `on_abort`
-//!     is called once, just before the abort, and never without one.
-//!     (`staged.rs`.)
+//!     is called once, just before the abort, and never without one (the
+//!     abort happens even if it panics). The future, [`Staged`], is fused
+//!     and stays ready with the same output. (`staged.rs`.)
 //!
 //! Besides these, each item's documentation says what it does, and
 //! `causes.rs`, `abort.rs`, `stopping.rs`, `futures.rs`, `tracing.rs` and
@@ -243,7 +245,7 @@ pub use crate::error::ShutdownStarted;
 pub use crate::failure::Failure;
 pub use crate::phaser::Phaser;
 pub use crate::report::{NodeState, Report, ReportEntry};
-pub use crate::staged::Stopped;
+pub use crate::staged::{Staged, Stopped};
 pub use crate::token::Token;
 
 #[cfg(test)]
@@ -266,6 +268,9 @@ mod send_sync_checks {
         is_send::<crate::futures::RunUntilCancelled<core::future::Ready<()>>>();
         is_send::<crate::futures::RunUntilAborted<core::future::Ready<()>>>();
         is_send_sync::<crate::Stopped>();
+        is_send::<
+            crate::Staged<fn(core::time::Duration) -> core::future::Ready<()>, core::future::Ready<()>>,
+        >();
     }
 }
 

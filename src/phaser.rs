@@ -465,10 +465,12 @@ impl Phaser {
     /// out, [`abort`](Self::abort)s the subtree and waits within
     /// `abort_grace` more.
     ///
-    /// `sleep` is your executor's timer function (`tokio::time::sleep`,
-    /// `|d| smol::Timer::after(d)`, `embassy_time::Timer::after`…); it is
-    /// first called when the future is first polled, and the grace counts
-    /// from then. The future owns what it needs (`'static` when `sleep` is).
+    /// `sleep` is your executor's timer function: `tokio::time::sleep`,
+    /// `smol::Timer::after`, or on embassy (whose `Duration` is its own)
+    /// `|d: Duration| embassy_time::Timer::after_micros(d.as_micros() as u64)`.
+    /// It is first called when the future is first polled, and the grace
+    /// counts from then. The future ([`Staged`](crate::Staged)) owns what it
+    /// needs: `Send + 'static` when `sleep` and its timer futures are.
     ///
     /// # Errors
     ///
@@ -506,7 +508,7 @@ impl Phaser {
         grace: core::time::Duration,
         abort_grace: core::time::Duration,
         sleep: S,
-    ) -> impl Future<Output = Result<crate::Stopped, Report>>
+    ) -> crate::Staged<S, D>
     where
         S: Fn(core::time::Duration) -> D,
         D: Future,
@@ -521,7 +523,8 @@ impl Phaser {
     /// systemd `STATUS=`), not only once the stop is over.
     ///
     /// `on_abort` runs inside the future's poll, on the executor's thread:
-    /// keep it short and do not block in it.
+    /// keep it short and do not block in it. If it panics, the subtree is
+    /// aborted all the same, and the panic comes out of the poll.
     ///
     /// # Errors
     ///
@@ -557,14 +560,14 @@ impl Phaser {
         abort_grace: core::time::Duration,
         sleep: S,
         on_abort: A,
-    ) -> impl Future<Output = Result<crate::Stopped, Report>>
+    ) -> crate::Staged<S, D, A>
     where
         S: Fn(core::time::Duration) -> D,
         D: Future,
         A: FnOnce(&Report),
     {
         self.cancel();
-        crate::staged::staged(
+        crate::Staged::new(
             NodeRef::clone(&self.node),
             grace,
             abort_grace,

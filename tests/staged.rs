@@ -240,3 +240,49 @@ fn on_smol_with_its_timer() {
         task.await;
     });
 }
+
+#[test]
+fn it_is_fused_and_stays_ready_with_the_same_output() {
+    use futures_core::FusedFuture;
+    let root = Phaser::named("app");
+    let hung = root.child_named("hung").unwrap();
+    let (_, sleep) = scripted(&[true, true]);
+    let mut stop = root.shutdown_staged(GRACE, ABORT_GRACE, sleep);
+    assert!(!stop.is_terminated());
+    assert!(format!("{stop:?}").contains("created"), "{stop:?}");
+    let (_, waker) = CountingWaker::new();
+    let first = match poll_once(&mut stop, &waker) {
+        Poll::Ready(Err(report)) => report,
+        other => panic!("the hung child was not reported: {other:?}"),
+    };
+    assert!(stop.is_terminated());
+    // Polled again (a `select!` loop may): the same answer, no panic, and
+    // `sleep` is not called a third time (`scripted` would panic).
+    for _ in 0..3 {
+        match poll_once(&mut stop, &waker) {
+            Poll::Ready(Err(again)) => assert_eq!(again.to_string(), first.to_string()),
+            other => panic!("a second poll changed the answer: {other:?}"),
+        }
+    }
+    assert!(format!("{stop:?}").contains("stragglers"), "{stop:?}");
+    drop(hung);
+}
+
+#[test]
+fn a_panicking_on_abort_still_aborts() {
+    let root = Phaser::named("app");
+    let slow = root.child_named("slow").unwrap();
+    let (_, sleep) = scripted(&[true, false]);
+    let mut stop = root.shutdown_staged_with(GRACE, ABORT_GRACE, sleep, |_| {
+        panic!("the logger failed");
+    });
+    let (_, waker) = CountingWaker::new();
+    let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = poll_once(&mut stop, &waker);
+    }));
+    assert!(poll.is_err(), "on_abort's panic did not come out of the poll");
+    assert!(
+        slow.is_aborted() && root.is_aborted(),
+        "the grace ran out but nothing was aborted"
+    );
+}

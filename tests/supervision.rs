@@ -134,6 +134,7 @@ fn a_critical_nodes_panic_fails_its_scope() {
     assert_eq!(failures.len(), 1);
     assert!(failures[0].panicked());
     assert_eq!(failures[0].label(), Some("db"));
+    assert_eq!(failures[0].to_string(), "`db` panicked");
 }
 
 /// The executors the docs name drop a panicking task's future during the
