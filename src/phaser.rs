@@ -256,12 +256,15 @@ impl Phaser {
     /// first, as every cancel.
     ///
     /// The first cause wins, as always: a scope already stopping for
-    /// `SIGTERM` keeps that cause, and the failure is still recorded. Every
+    /// `SIGTERM` keeps that cause, and the failure is still recorded; of
+    /// failures racing each other, the scope takes the cause of the one
+    /// recorded first, so `cause()` and `failures()[0]` agree. Every
     /// failure is kept, in order, once each. Never blocks; the owner still
     /// waits for its turn and drops as usual. A failure is never refused:
     /// the scope cannot drain while this node's owner is live. The list
     /// keeps every failure until the scope is freed: a component that
-    /// fails in a loop grows it without bound.
+    /// fails in a loop grows it without bound. (So a cause that holds a
+    /// `Token` of its own scope keeps the scope from ever being freed.)
     ///
     /// It allocates one list entry (and a copy of the node's label if the
     /// label is an owned `String`), outside any critical section; the

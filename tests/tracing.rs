@@ -287,3 +287,63 @@ fn an_ownerless_node_logs_its_turn_before_its_drain() {
         "{seen:#?}"
     );
 }
+
+/// A subscriber that runs `act` at each `fail` event, from inside it (a
+/// subscriber is user code: it may panic, or call into phaseout).
+struct OnFail<F: Fn() + Send + Sync + 'static>(F);
+
+impl<F: Fn() + Send + Sync + 'static> Subscriber for OnFail<F> {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.target() == "phaseout"
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if fields.message == "fail" {
+            (self.0)();
+        }
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+#[test]
+fn a_subscriber_that_panics_at_the_fail_event_does_not_keep_the_scope_live() {
+    let root = Phaser::named("app");
+    let db = root.child_named("db").unwrap();
+    let failed = tracing::subscriber::with_default(OnFail(|| panic!("the log is full")), || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.fail("disk full")))
+    });
+    assert!(failed.is_err(), "the subscriber's panic was swallowed");
+    assert_eq!(root.failures().len(), 1);
+    assert!(
+        root.is_cancelled() && db.is_cancelled(),
+        "a recorded failure left its scope running"
+    );
+    assert_eq!(root.cause().unwrap().to_string(), "disk full");
+}
+
+/// Two failures where the second comes between the first's record and its
+/// cancel (here from the first's `fail` event; two threads do it now and
+/// then): the scope's cause is the first failure's, as `failures()` says.
+#[test]
+fn the_scopes_cause_is_its_first_failures_cause() {
+    let root = Phaser::named("app");
+    let a = root.child_named("a").unwrap();
+    let b = Mutex::new(Some(root.child_named("b").unwrap()));
+    let fail_b = move || {
+        if let Some(b) = b.lock().unwrap().take() {
+            b.fail("b broke");
+        }
+    };
+    tracing::subscriber::with_default(OnFail(fail_b), || a.fail("a broke"));
+    let causes: Vec<String> = root.failures().iter().map(|f| f.cause().to_string()).collect();
+    assert_eq!(causes, ["a broke", "b broke"]);
+    assert_eq!(root.cause().unwrap().to_string(), "a broke");
+    assert_eq!(a.cause().unwrap().to_string(), "a broke");
+}

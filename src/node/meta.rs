@@ -154,18 +154,21 @@ impl Meta {
     }
 
     /// Adds `failure` to a scope's list, after every failure recorded
-    /// before. One allocation, then a compare-and-swap loop that only
-    /// retries when another failure was pushed meanwhile: each failure is
-    /// in the list exactly once. Does nothing if the node is not a scope.
-    pub(crate) fn record_failure(&self, failure: Failure) {
+    /// before, and returns the cause of the list's first (oldest) failure,
+    /// perhaps this one. One allocation, then a compare-and-swap loop that
+    /// only retries when another failure was pushed meanwhile: each
+    /// failure is in the list exactly once. Finding the first walks the
+    /// older entries: failures are few. `None` if the node is not a scope.
+    pub(crate) fn record_failure(&self, failure: Failure) -> Option<Cause> {
         let Some(labeled) = self.labeled().filter(|labeled| labeled.scope) else {
             // Unreachable: `fail` finds a scope, and roots always are.
             debug_assert!(
                 false,
                 "phaseout: a failure recorded in a node that is not a scope"
             );
-            return;
+            return None;
         };
+        let own_cause = failure.cause().clone();
         let entry = Box::into_raw(Box::new(Recorded {
             failure,
             older: ptr::null_mut(),
@@ -181,9 +184,23 @@ impl Meta {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return,
+                Ok(_) => break,
                 Err(newer) => head = newer,
             }
+        }
+        let mut oldest = head;
+        if oldest.is_null() {
+            return Some(own_cause); // the first failure
+        }
+        loop {
+            // SAFETY: a pushed entry is never changed or freed before the
+            // node, and each older one was published before the push that
+            // linked it (its CAS released it; ours acquired `head`).
+            let recorded = unsafe { &*oldest };
+            if recorded.older.is_null() {
+                return Some(recorded.failure.cause().clone());
+            }
+            oldest = recorded.older;
         }
     }
 

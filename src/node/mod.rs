@@ -154,7 +154,9 @@
 //!     list. The list only grows, by one compare-and-swap per failure
 //!     (each failure once, in the order of those CASes), and is freed with
 //!     the node (`meta.rs`, `supervise.rs`). Then the scope is cancelled
-//!     with the failure's cause, as any `cancel_with` (#10: first wins).
+//!     with the cause of its *first* failure, as any `cancel_with` (#10:
+//!     first wins), so racing failures agree with `failures()[0]`; the
+//!     cancel runs even if the `fail` event's subscriber panics.
 //!
 //! # Memory ordering
 //!

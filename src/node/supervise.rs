@@ -17,17 +17,28 @@ use crate::cause::Cause;
 use crate::failure::Failure;
 
 /// `node` failed with `cause`: record it in its scope, then cancel the
-/// scope with `cause` (first cause wins, as for every cancel). Never blocks.
+/// scope with the cause of the scope's *first* failure (this one, unless
+/// another came before): two failures racing each other then leave one
+/// cause, failure #1's, whichever walk gets there first (and a cancel
+/// before both still wins, as always). Never blocks.
 ///
 /// The owner of `node` is live (not yet handed off): the caller is it.
 pub(crate) fn fail(node: &NodeRef, cause: Cause, panicked: bool) {
     let scope = scope_of(node);
-    scope
-        .meta
-        .record_failure(Failure::new(node.label_cow(), cause.clone(), panicked));
+    let failure = Failure::new(node.label_cow(), cause.clone(), panicked);
+    let first = scope.meta.record_failure(failure).unwrap_or_else(|| cause.clone());
+    /// Cancels the scope when dropped: after the `fail` event, even if a
+    /// subscriber panics in it (a recorded failure always stops its scope).
+    struct CancelScope<'a>(&'a NodeRef, &'a Cause);
+    impl Drop for CancelScope<'_> {
+        fn drop(&mut self) {
+            walk::cancel_subtree_with(self.0, self.1);
+        }
+    }
+    let cancel = CancelScope(&scope, &first);
     // After the record: a subscriber that reads `failures()` sees this one.
     super::trace::fail(node, &cause);
-    walk::cancel_subtree_with(&scope, &cause);
+    drop(cancel);
 }
 
 /// The failures recorded in `node` if it is a scope, oldest first.
