@@ -31,7 +31,8 @@
 //! that a panicking drop woke is a panicking drop too (the waker logs
 //! `thread::panicking()`). The model: a failure is recorded, labeled, in
 //! the node's scope (the nearest scope at or above it), which is then
-//! cancelled with the failure's cause under the usual first-cause-wins
+//! cancelled with the cause of the scope's first failure (racing failures
+//! all give that of `failures()[0]`), under the usual first-cause-wins
 //! rule; a critical node's panic is such a failure, with the cause "the
 //! owner of `n<id>` panicked" and `panicked()` true, before the drop's own
 //! cancel; a panic of a node that is not critical, or any panic without
@@ -222,26 +223,28 @@ impl Model {
     }
 
     /// `node` failed: the failure goes to its scope, which is cancelled
-    /// with `cause`.
+    /// with the cause of its first failure.
     fn fail(&mut self, node: usize, cause: &str, panicked: bool) {
         let scope = self.scope_of(node);
         let n = self.nodes.get_mut(&scope).unwrap();
         self.touched.entry(scope).or_insert(n.failures.len());
         n.failures
             .push((Some(label(node)), cause.to_owned(), panicked));
-        self.cancel(scope, Some(cause));
+        let first = n.failures[0].1.clone();
+        self.cancel(scope, Some(&first));
     }
 
-    /// The causes an owner's drop gives, and where each walk starts: a
-    /// critical node's panic fails its scope first.
-    fn drop_cancellations(&self, node: usize, panicking: bool) -> Vec<(usize, Option<String>)> {
+    /// The walks an owner's drop makes: where each starts and what it
+    /// gives. A critical node's panic fails its scope, whose walk cancels
+    /// the node's whole subtree before the drop's own walk, which then
+    /// gives nothing.
+    fn drop_cancellations(&self, node: usize, panicking: bool) -> Vec<(usize, Given)> {
         let panicked = panicking && PANICS_SEEN;
-        let mut out = Vec::new();
         if panicked && self.nodes[&node].critical {
-            out.push((self.scope_of(node), Some(owner_cause(node, true))));
+            vec![(self.scope_of(node), Given::FirstFailure)]
+        } else {
+            vec![(node, Given::Cause(Some(owner_cause(node, panicked))))]
         }
-        out.push((node, Some(owner_cause(node, panicked))));
-        out
     }
 
     /// The nodes of `node`'s subtree that are not drained.
@@ -337,6 +340,17 @@ impl Model {
 
 fn label(node: usize) -> String {
     format!("n{node}")
+}
+
+/// What a cancellation walk gives the nodes it cancels first.
+#[derive(Clone, Debug)]
+enum Given {
+    /// This cause, or none (a plain cancel).
+    Cause(Option<String>),
+    /// A failure's walk: the cause of the first failure recorded in its
+    /// scope (its own, unless another came first: racing failures leave
+    /// the cause of `failures()[0]`).
+    FirstFailure,
 }
 
 /// A report entry as the check compares it: state, aborted, panicked,
@@ -902,15 +916,15 @@ enum Op {
 impl Op {
     /// The cancellations this operation on `id` makes: where each walk
     /// starts and the cause it gives the nodes it cancels first.
-    fn cancellations(self, id: usize, model: &Model) -> Vec<(usize, Option<String>)> {
+    fn cancellations(self, id: usize, model: &Model) -> Vec<(usize, Given)> {
         match self {
-            Op::Cancel | Op::TokenCancel | Op::Abort => vec![(id, None)],
+            Op::Cancel | Op::TokenCancel | Op::Abort => vec![(id, Given::Cause(None))],
             Op::Take {
                 kind: Kind::ShutdownWithin,
                 ..
-            } => vec![(id, None)],
-            Op::CancelWith { cause } => vec![(id, Some(format!("c{cause}")))],
-            Op::Fail { cause } => vec![(model.scope_of(id), Some(fail_cause(cause)))],
+            } => vec![(id, Given::Cause(None))],
+            Op::CancelWith { cause } => vec![(id, Given::Cause(Some(format!("c{cause}"))))],
+            Op::Fail { .. } => vec![(model.scope_of(id), Given::FirstFailure)],
             Op::Drop { panic } => model.drop_cancellations(id, panic),
             _ => Vec::new(),
         }
@@ -1682,16 +1696,14 @@ impl Run {
             let room = self.pool.len() + takes < POOL_CAP;
             // A step with a failure often has more, racing to their scopes:
             // on any held `Phaser` (the same one too) that it does not drop.
-            let failing = picks.iter().any(|pick| {
-                matches!(
-                    pick,
-                    Pick::Handle {
-                        op: Op::Fail { .. },
-                        ..
-                    }
-                )
+            let failing = picks.iter().find_map(|pick| match *pick {
+                Pick::Handle {
+                    id,
+                    op: Op::Fail { .. },
+                } => Some(id),
+                _ => None,
             });
-            if failing && self.rng.bool() {
+            if let Some(first) = failing.filter(|_| self.rng.bool()) {
                 let dropping: BTreeSet<usize> = picks
                     .iter()
                     .filter_map(|pick| match *pick {
@@ -1702,11 +1714,16 @@ impl Run {
                         _ => None,
                     })
                     .collect();
+                // Half of them in the first one's scope.
+                let scope = self.model.scope_of(first);
+                let same = self.rng.bool();
                 let held: Vec<usize> = self
                     .live
                     .keys()
                     .copied()
-                    .filter(|id| !dropping.contains(id))
+                    .filter(|&id| {
+                        !dropping.contains(&id) && (!same || self.model.scope_of(id) == scope)
+                    })
                     .collect();
                 let id = held[self.rng.usize(0..held.len())];
                 if self.model.scope_of(id) == 0 && self.spare_root() {
@@ -2030,7 +2047,7 @@ impl Run {
         acts.sort_by_key(|&(seq, _, _)| seq);
         // Which causes may reach each node this step: those of the step's
         // cancellations of it or an ancestor (the race decides which).
-        let mut cancellations: Vec<(usize, Option<String>)> = Vec::new();
+        let mut cancellations: Vec<(usize, Given)> = Vec::new();
         for (pick, _) in &results {
             if let Pick::Handle { id, op } = *pick {
                 cancellations.extend(op.cancellations(id, &self.model));
@@ -2041,13 +2058,22 @@ impl Run {
                 Acted::DroppedPhaser { node, panicking } => {
                     cancellations.extend(self.model.drop_cancellations(node, panicking))
                 }
-                Acted::Cancelled(node) => cancellations.push((node, None)),
+                Acted::Cancelled(node) => cancellations.push((node, Given::Cause(None))),
                 Acted::DroppedFuture(..) => {}
             }
         }
         let mut possible: BTreeMap<usize, Vec<Option<String>>> = BTreeMap::new();
-        for (id, cause) in &cancellations {
-            for node in self.model.subtree(*id) {
+        for (id, given) in cancellations {
+            let cause = match given {
+                Given::Cause(cause) => cause,
+                // The library's list is complete now (its order is checked
+                // below).
+                Given::FirstFailure => failure_texts(self.tokens[&id].failures())
+                    .into_iter()
+                    .next()
+                    .map(|(_, cause, _)| cause),
+            };
+            for node in self.model.subtree(id) {
                 possible.entry(node).or_default().push(cause.clone());
             }
         }
