@@ -253,6 +253,7 @@ impl core::panic::RefUnwindSafe for Node {}
 impl Node {
     /// A new Live node with no children; a root (`parent` null) is always
     /// a scope.
+    #[inline]
     pub(crate) fn new(label: Option<Label>, parent: *const Node, scope: bool) -> Self {
         Self {
             state: AtomicUsize::new(0),
