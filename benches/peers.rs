@@ -494,19 +494,39 @@ fn select_loop(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("run_until_cancelled_ready");
     group.bench_function("phaseout", |b| {
-        b.iter(|| poll_to_end(phaser.run_until_cancelled(std::future::ready(black_box(1u64))), &mut cx))
+        b.iter(|| {
+            poll_to_end(
+                phaser.run_until_cancelled(std::future::ready(black_box(1u64))),
+                &mut cx,
+            )
+        })
     });
     group.bench_function("tokio-util", |b| {
-        b.iter(|| poll_to_end(token.run_until_cancelled(std::future::ready(black_box(1u64))), &mut cx))
+        b.iter(|| {
+            poll_to_end(
+                token.run_until_cancelled(std::future::ready(black_box(1u64))),
+                &mut cx,
+            )
+        })
     });
     group.finish();
 
     let mut group = c.benchmark_group("run_until_cancelled_pending_once");
     group.bench_function("phaseout", |b| {
-        b.iter(|| poll_to_end(phaser.run_until_cancelled(PendingOnce(black_box(false))), &mut cx))
+        b.iter(|| {
+            poll_to_end(
+                phaser.run_until_cancelled(PendingOnce(black_box(false))),
+                &mut cx,
+            )
+        })
     });
     group.bench_function("tokio-util", |b| {
-        b.iter(|| poll_to_end(token.run_until_cancelled(PendingOnce(black_box(false))), &mut cx))
+        b.iter(|| {
+            poll_to_end(
+                token.run_until_cancelled(PendingOnce(black_box(false))),
+                &mut cx,
+            )
+        })
     });
     group.finish();
 

@@ -269,7 +269,10 @@ mod send_sync_checks {
         is_send::<crate::futures::RunUntilAborted<core::future::Ready<()>>>();
         is_send_sync::<crate::Stopped>();
         is_send::<
-            crate::Staged<fn(core::time::Duration) -> core::future::Ready<()>, core::future::Ready<()>>,
+            crate::Staged<
+                fn(core::time::Duration) -> core::future::Ready<()>,
+                core::future::Ready<()>,
+            >,
         >();
     }
 }

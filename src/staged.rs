@@ -118,7 +118,10 @@ enum Stage<D> {
     Created,
     Grace(TurnWithin<D>),
     /// Aborted; `late` is who was still running when the grace ran out.
-    AbortGrace { turn: TurnWithin<D>, late: Report },
+    AbortGrace {
+        turn: TurnWithin<D>,
+        late: Report,
+    },
     Done(Result<Stopped, Report>),
 }
 

@@ -136,16 +136,18 @@ fn on_abort_hears_of_the_abort_when_it_happens_and_only_then() {
     // The grace is over at once; the abort grace never runs out.
     let (calls, sleep) = scripted(&[true, false]);
     let sleeps = Arc::clone(&calls);
-    let mut stop = Box::pin(root.shutdown_staged_with(GRACE, ABORT_GRACE, sleep, move |late| {
-        // Called before the abort, with the stragglers' report, and before
-        // the abort grace starts.
-        log.lock().unwrap().push((
-            late.find("slow").map(|entry| entry.aborted()),
-            slow_token.is_aborted(),
-            late.to_string().contains("slow"),
-            sleeps.lock().unwrap().len(),
-        ));
-    }));
+    let mut stop = Box::pin(
+        root.shutdown_staged_with(GRACE, ABORT_GRACE, sleep, move |late| {
+            // Called before the abort, with the stragglers' report, and before
+            // the abort grace starts.
+            log.lock().unwrap().push((
+                late.find("slow").map(|entry| entry.aborted()),
+                slow_token.is_aborted(),
+                late.to_string().contains("slow"),
+                sleeps.lock().unwrap().len(),
+            ));
+        }),
+    );
     let (_, waker) = CountingWaker::new();
     assert!(poll_once(&mut stop, &waker).is_pending());
     assert_eq!(*calls.lock().unwrap(), [GRACE, ABORT_GRACE]);
@@ -280,7 +282,10 @@ fn a_panicking_on_abort_still_aborts() {
     let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _ = poll_once(&mut stop, &waker);
     }));
-    assert!(poll.is_err(), "on_abort's panic did not come out of the poll");
+    assert!(
+        poll.is_err(),
+        "on_abort's panic did not come out of the poll"
+    );
     assert!(
         slow.is_aborted() && root.is_aborted(),
         "the grace ran out but nothing was aborted"

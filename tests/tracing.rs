@@ -342,7 +342,11 @@ fn the_scopes_cause_is_its_first_failures_cause() {
         }
     };
     tracing::subscriber::with_default(OnFail(fail_b), || a.fail("a broke"));
-    let causes: Vec<String> = root.failures().iter().map(|f| f.cause().to_string()).collect();
+    let causes: Vec<String> = root
+        .failures()
+        .iter()
+        .map(|f| f.cause().to_string())
+        .collect();
     assert_eq!(causes, ["a broke", "b broke"]);
     assert_eq!(root.cause().unwrap().to_string(), "a broke");
     assert_eq!(a.cause().unwrap().to_string(), "a broke");

@@ -26,7 +26,10 @@ use crate::failure::Failure;
 pub(crate) fn fail(node: &NodeRef, cause: Cause, panicked: bool) {
     let scope = scope_of(node);
     let failure = Failure::new(node.label_cow(), cause.clone(), panicked);
-    let first = scope.meta.record_failure(failure).unwrap_or_else(|| cause.clone());
+    let first = scope
+        .meta
+        .record_failure(failure)
+        .unwrap_or_else(|| cause.clone());
     /// Cancels the scope when dropped: after the `fail` event, even if a
     /// subscriber panics in it (a recorded failure always stops its scope).
     struct CancelScope<'a>(&'a NodeRef, &'a Cause);

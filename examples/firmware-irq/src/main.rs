@@ -542,7 +542,10 @@ fn check_cause(cause: Option<Cause>, round: Causes, number: u32, what: &str) {
         None => round.may_fail,
         Some(Failed::First) => {
             let fault = matches!(&cause, Some(c) if reads(c, SENSOR_FAULT));
-            assert!(fault, "round {number}: {what}: cause {cause:?}, the fail came first");
+            assert!(
+                fault,
+                "round {number}: {what}: cause {cause:?}, the fail came first"
+            );
             return;
         }
         Some(Failed::Inside) => true,
@@ -561,7 +564,10 @@ fn check_cause(cause: Option<Cause>, round: Causes, number: u32, what: &str) {
 fn check_failures(token: &Token, round: Causes, number: u32) {
     let failures = token.failures();
     if round.failed.is_none() {
-        assert!(failures.is_empty(), "round {number}: failures without a fail");
+        assert!(
+            failures.is_empty(),
+            "round {number}: failures without a fail"
+        );
         return;
     }
     assert!(
@@ -594,7 +600,12 @@ fn check_report(round: &Round<'_>, number: u32, totals: &Totals) {
     );
     for entry in entries {
         if entry.state() != NodeState::Live {
-            check_cause(entry.cause().cloned(), round.causes(), number, "a reported node");
+            check_cause(
+                entry.cause().cloned(),
+                round.causes(),
+                number,
+                "a reported node",
+            );
         }
         if entry.aborted() {
             assert!(
@@ -887,7 +898,12 @@ fn round(number: u32, rng: &mut Rng, totals: &Totals) {
     // the failures.
     let handler_token = critical_section::with(|cs| ROOT.borrow_ref_mut(cs).take());
     drop(handler_token);
-    check_cause(tokens[0].1.cause(), causes, number, "device after it drained");
+    check_cause(
+        tokens[0].1.cause(),
+        causes,
+        number,
+        "device after it drained",
+    );
     check_failures(&tokens[0].1, causes, number);
     drop(tokens);
     at(At::Idle);
