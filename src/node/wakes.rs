@@ -194,10 +194,9 @@ loom::thread_local! {
     static TO_WAKE: Cell<Vec<Arc<Relay>>> = Cell::new(Vec::new());
 }
 
-/// What a list of [`UNDELIVERED`] or a [`TO_WAKE`] buffer may keep of its
-/// capacity once empty: enough for the wakes of a few nodes in flight, so
-/// that a walk reuses it, and a bound on what stays allocated (guarantee
-/// 6: 32 lists of 24-byte entries and one buffer per thread).
+/// What a thread's [`TO_WAKE`] buffer may keep of its capacity once empty:
+/// enough for the waiters of a few nodes, so that a walk reuses it, and a
+/// bound on what stays allocated per thread (guarantee 6).
 const KEEP: usize = 16;
 
 /// Whether this thread is already waking the wakers of `node`, further up
@@ -305,8 +304,11 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
     {
         let mut list = undelivered(node);
         list.retain(|waiting| waiting.delivery != delivery);
-        if list.is_empty() && list.capacity() > KEEP {
-            list.shrink_to(KEEP);
+        if list.is_empty() {
+            // No wake in flight here: give the capacity back, so that the
+            // lists hold memory only while wakes are in flight (guarantee
+            // 6; a walk's next node may pick another list anyway).
+            list.shrink_to_fit();
         }
     }
     // Outside every lock: the last references of relays (other threads'
