@@ -168,8 +168,12 @@
 //! 18. **Causes say why.** A dropped `Phaser` gives the cause "the owner of
 //!     `x` finished" only where its drop is the node's first cancellation;
 //!     dropped after a cancel, what its drop cancels gets the node's own
-//!     cause, or none after a plain `cancel()`. (`causes.rs`, `liveness.rs`,
-//!     `wakers.rs`: `under_attack`.)
+//!     cause, or none after a plain `cancel()`. Likewise a `cancel()`,
+//!     `cancel_with` or `abort()` of a node that is cancelled already
+//!     gives what it reaches the node's own cause, even while the first
+//!     cancel is still on its way down: a subtree cancelled with `SIGTERM`
+//!     reads `SIGTERM` everywhere, however many cancels follow.
+//!     (`causes.rs`, `liveness.rs`, `wakers.rs`: `under_attack`.)
 //! 19. **Fork.** A child made by `fork` that installs its own signal
 //!     handler gets its own signals and its `stop()` returns; a live child
 //!     never takes its parent's. (`fork.rs`, feature `signal`.)

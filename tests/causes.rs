@@ -257,3 +257,78 @@ fn a_boxed_error_is_a_cause_of_its_own_type() {
     let from_str: Box<dyn Error + Send + Sync> = "no such table".into();
     assert_eq!(Cause::from(from_str).to_string(), "no such table");
 }
+
+/// A second call on a node that is cancelled already gives what it reaches
+/// the node's own cause, even while the first walk is still on its way
+/// down. Here the second call runs inside the first one: a waker on the
+/// root's `cancelled()` (woken when the root is marked, before the walk
+/// goes below it) cancels the root plainly, and its walk reaches the
+/// children first. Found by the axum example: `main` woken by `SIGTERM`
+/// starts a staged stop, whose `cancel()` raced the signal's walk and left
+/// streams without a cause.
+#[cfg(feature = "std")]
+#[test]
+fn a_later_cancel_passes_the_first_cause_down() {
+    use std::future::Future;
+
+    for second in ["cancel", "cancel_with", "abort"] {
+        let root = Phaser::named("app");
+        let web = root.child_named("web").unwrap();
+        let stream = web.child_named("stream").unwrap();
+        let token = root.token();
+        let acted = Arc::new(AtomicBool::new(false));
+        let waker = {
+            let acted = acted.clone();
+            common::waker(move || {
+                if !acted.swap(true, Ordering::AcqRel) {
+                    match second {
+                        "cancel" => token.cancel(),
+                        "cancel_with" => token.cancel_with("second"),
+                        _ => token.abort(),
+                    }
+                }
+            })
+        };
+        let mut cancelled = Box::pin(root.cancelled());
+        let mut context = std::task::Context::from_waker(&waker);
+        assert!(cancelled.as_mut().poll(&mut context).is_pending());
+        root.cancel_with("SIGTERM");
+        assert!(acted.load(Ordering::Acquire), "{second}: the waker ran");
+        for (name, cause) in [("web", web.cause()), ("stream", stream.cause())] {
+            assert_eq!(
+                text(cause).as_deref(),
+                Some("SIGTERM"),
+                "{second} inside the SIGTERM walk: {name}'s cause"
+            );
+        }
+    }
+}
+
+/// The same race between threads, as a program meets it: a task waits for
+/// the root's cancel, then starts the staged stop (a plain `cancel()`)
+/// while the signal's walk is still going down a wide tree.
+#[test]
+fn a_staged_stop_racing_the_signal_keeps_the_signals_cause() {
+    for round in 0..scaled(200, 4) {
+        let root = Phaser::named("app");
+        let web = root.child_named("web").unwrap();
+        let requests: Vec<Phaser> = (0..64).map(|_| web.child().unwrap()).collect();
+        let watcher = {
+            let token = root.token();
+            thread::spawn(move || {
+                pollster::block_on(token.cancelled());
+                token.cancel(); // what `shutdown_staged` does first
+            })
+        };
+        thread::sleep(std::time::Duration::from_micros(100));
+        root.cancel_with("SIGTERM");
+        watcher.join().unwrap();
+        for (i, request) in requests.iter().enumerate() {
+            assert_eq!(
+                text(request.cause()).as_deref(),
+                Some("SIGTERM"),
+                "round {round}: request {i}"
+            );
+        }
+    }
+}

@@ -111,9 +111,14 @@
 //!     owner's drop sets `CANCELLED | OWN_DROP` (and `PANICKED`) in one RMW
 //!     instead, with no slot, if the node was not cancelled yet; only then
 //!     does its walk give the descendants it reaches first a cause naming
-//!     the owner. A drop after the node was cancelled passes down the
-//!     node's own cause (none after a plain `cancel()`): the walk that
-//!     cancelled it may still be on its way down. A plain `cancel()` sets
+//!     the owner. Any call that finds the node cancelled already (a
+//!     drop, `cancel()`, `cancel_with(b)`, `abort()`) passes down the
+//!     node's own cause, not its own reason (none after a plain
+//!     `cancel()`): the walk that cancelled the node may still be on its
+//!     way down, and what this call reaches before it was still cancelled
+//!     for that walk's reason (a task woken by `SIGTERM` that starts a
+//!     staged stop, whose `cancel()` races the signal's walk, must not
+//!     leave nodes without `SIGTERM`). A plain `cancel()` sets
 //!     neither. So a reader
 //!     that sees `CANCELLED` (acquire) sees the kind of cause in the same
 //!     word, and with `HAS_CAUSE` the slot's fill happens-before it: whoever
@@ -387,7 +392,11 @@ fn end_of_operation() {
 /// Why `node` is shutting down (invariant #10): `None` while it is live
 /// or if a plain `cancel()` reached it first.
 pub(crate) fn cause_of(node: &Node) -> Option<Cause> {
-    let word = node.load();
+    cause_in(node, node.load())
+}
+
+/// `node`'s cause, as its state word `word` (read with acquire) tells.
+fn cause_in(node: &Node, word: usize) -> Option<Cause> {
     if !state::is_cancelled(word) {
         None
     } else if word & state::OWN_DROP != 0 {

@@ -88,32 +88,43 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
         // (guarantee 18): the walk that cancelled the node may still be on
         // its way down, and what it reaches late was still cancelled for
         // its reason, not because this owner returned.
-        match reason {
-            Reason::Plain | Reason::Given(_) => walk_descendants(root, reason, abort),
-            Reason::OwnDrop { panicked } => walk_below_a_drop(root, prev, *panicked, abort),
+        //
+        // The same holds for every call on a node that was cancelled
+        // already: a `cancel()`, `cancel_with(b)` or `abort()` that comes
+        // after `cancel_with(a)` (a task woken by `a` that then runs a
+        // staged stop) passes `a` down, not its own reason, so the subtree
+        // reads one cause whichever walk gets to a node first.
+        if state::is_cancelled(prev) {
+            walk_below_a_cancelled(root, prev, abort);
+        } else {
+            match reason {
+                Reason::Plain | Reason::Given(_) => walk_descendants(root, reason, abort),
+                Reason::OwnDrop { panicked } => walk_below_a_drop(root, *panicked, abort),
+            }
         }
         root.set(state::SUBTREE_CANCELLED);
     }
     prev
 }
 
-/// The walk below the node of an owner's drop, with the cause the drop
-/// gives the descendants it reaches first: its own if the drop cancelled
-/// `root` (`prev`, the state before, was not cancelled), else `root`'s
-/// cause. Out of line, cause and all: only a drop with children needs it,
-/// and firmware pays flash for every inlined copy of making and dropping a
+/// The walk below the node of an owner's drop that cancelled it: the
+/// descendants it reaches first get a shared cause that names the owner.
+/// Out of line, cause and all: only a drop with children needs it, and
+/// firmware pays flash for every inlined copy of making and dropping a
 /// cause.
 #[inline(never)]
-fn walk_below_a_drop(root: &Node, prev: usize, panicked: bool, abort: bool) {
-    let cause = if state::is_cancelled(prev) {
-        // Not by this drop, so `OWN_DROP` is not set: the node's cause is
-        // in its slot, or it has none.
-        (prev & state::HAS_CAUSE != 0)
-            .then(|| root.meta.cause())
-            .flatten()
-    } else {
-        Some(Cause::owner_finished(root.label_cow(), panicked))
-    };
+fn walk_below_a_drop(root: &Node, panicked: bool, abort: bool) {
+    let cause = Cause::owner_finished(root.label_cow(), panicked);
+    walk_descendants(root, &Reason::Given(&cause), abort);
+}
+
+/// The walk below `root`, which was cancelled before this call (its state
+/// then was `prev`): the descendants it reaches first get `root`'s own
+/// cause, or none if `root` was cancelled plainly (invariant #10). Out of
+/// line for the same reason as [`walk_below_a_drop`].
+#[inline(never)]
+fn walk_below_a_cancelled(root: &Node, prev: usize, abort: bool) {
+    let cause = super::cause_in(root, prev);
     let below = match &cause {
         Some(cause) => Reason::Given(cause),
         None => Reason::Plain,
