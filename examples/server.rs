@@ -546,93 +546,6 @@ async fn db(
     }
 }
 
-// ===== systemd: the notify protocol =====
-
-/// How often, while stopping, we ask systemd for more time.
-const EXTEND_EVERY: Duration = Duration::from_secs(1);
-/// How much more we ask for each time: one interval, plus one second for a
-/// late tick (a busy executor, a slow fsync), so that one extension is
-/// still running when the next one arrives.
-const EXTEND_BY: Duration = Duration::from_secs(2);
-
-/// A message to systemd (see `sd_notify(3)`).
-#[cfg_attr(not(unix), allow(dead_code))] // never sent off Unix
-enum Notify<'a> {
-    /// `READY=1`: we listen, clients may come.
-    Ready,
-    /// `STOPPING=1`: shutdown started.
-    Stopping,
-    /// `STATUS=…`: a line for `systemctl status`.
-    Status(&'a str),
-    /// `EXTEND_TIMEOUT_USEC=…`: do not time our stop out before this much
-    /// more time has passed, unless we ask again.
-    ExtendTimeout(Duration),
-}
-
-/// Sends `messages` as one datagram to `NOTIFY_SOCKET`; without that
-/// variable (not started by systemd, or not with `Type=notify`), sends
-/// nothing and succeeds. The variable stays set, for the later messages.
-#[cfg(unix)]
-fn notify(messages: &[Notify]) -> io::Result<()> {
-    use sd_notify::NotifyState;
-    let status: Vec<String> = messages
-        .iter()
-        .map(|message| match message {
-            // One line: a newline in a cause would start a new assignment.
-            Notify::Status(text) => text.replace(['\n', '\r'], " "),
-            _ => String::new(),
-        })
-        .collect();
-    let states: Vec<NotifyState> = messages
-        .iter()
-        .zip(&status)
-        .map(|(message, status)| match message {
-            Notify::Ready => NotifyState::Ready,
-            Notify::Stopping => NotifyState::Stopping,
-            Notify::Status(_) => NotifyState::Status(status),
-            Notify::ExtendTimeout(by) => {
-                NotifyState::ExtendTimeoutUsec(u32::try_from(by.as_micros()).unwrap_or(u32::MAX))
-            }
-        })
-        .collect();
-    sd_notify::notify(false, &states)
-}
-
-/// No systemd off Unix: nothing to tell.
-#[cfg(not(unix))]
-fn notify(_messages: &[Notify]) -> io::Result<()> {
-    Ok(())
-}
-
-/// While the staged stop runs: every [`EXTEND_EVERY`], asks systemd for
-/// [`EXTEND_BY`] more, so `TimeoutStopSec=` does not kill a stop that is
-/// still within our own deadlines, but never for more than what is left
-/// until `deadline` (the end of the grace and the abort grace): the time
-/// budget is the operator's, set with `--grace` and `--abort-grace`; we
-/// only ask for what our own deadlines need. Past them the staged stop
-/// gives up by itself (a few milliseconds later, as the abort grace is
-/// timed from the abort; being killed then loses nothing more than giving
-/// up does), and if even that hangs, systemd's own timeout and its SIGKILL
-/// must be free to act: this task keeps running however stuck the
-/// components are, so without the cap it would postpone the kill forever.
-/// Never finishes; the caller drops it once the stop is over.
-async fn extend_stop_timeout<T>(deadline: Option<Instant>) -> T {
-    let mut tick = Instant::now();
-    loop {
-        let left = deadline.map_or(EXTEND_BY, |deadline| {
-            deadline.saturating_duration_since(Instant::now())
-        });
-        if left.is_zero() {
-            break;
-        }
-        let _ = notify(&[Notify::ExtendTimeout(EXTEND_BY.min(left))]);
-        // Ticks on a fixed schedule, so late wake-ups do not add up.
-        tick += EXTEND_EVERY;
-        smol::Timer::at(tick).await;
-    }
-    std::future::pending().await
-}
-
 // ===== main =====
 
 /// Cancels `server` with the signal's name as the cause (`SIGTERM`,
@@ -666,8 +579,12 @@ fn holding_up(report: &Report) -> String {
     names.join(", ")
 }
 
+#[path = "common/systemd.rs"]
+mod systemd;
 #[path = "common/timeline.rs"]
 mod timeline;
+
+use systemd::{extend_stop_timeout, notify, Notify};
 
 fn main() {
     timeline::init_if_asked();
@@ -755,7 +672,9 @@ fn main() {
             smol::Timer::after,
             say_aborting,
         );
-        if let Err(stragglers) = smol::future::or(stages, extend_stop_timeout(deadline)).await {
+        if let Err(stragglers) =
+            smol::future::or(stages, extend_stop_timeout(deadline, smol::Timer::at)).await
+        {
             let _ = notify(&[Notify::Status(
                 "gave up: still running after the abort grace",
             )]);
