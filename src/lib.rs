@@ -90,8 +90,11 @@
 //! calls wakers under its own lock, so phaseout never hands it yours: each
 //! waiting future registers a small waker of phaseout's own, and yours runs
 //! after the notify returned, with no lock held (guarantee 17). A waker
-//! that panics does not stop the cancel or drop that woke it; the panic
-//! comes out of that call once the walk is done. Without `std` there is no
+//! that panics, in `wake()` or in its drop, does not stop the cancel or
+//! drop that woke it; the panic comes out of that call once the walk is
+//! done. The same holds for the other user code a cancel or a drop may
+//! meet half-way: a cause whose error panics when phaseout frees it, and a
+//! `tracing` subscriber that panics in one of phaseout's events. Without `std` there is no
 //! thread-local state to defer with: a waker runs inside the notify and
 //! must only schedule its task, as embassy's and other firmware executors'
 //! wakers do.
@@ -147,8 +150,11 @@
 //!     (`realtime.rs`; `benches/oversubscribed.rs` measures dozens of
 //!     threads on two cores beside tokio-util.)
 //! 13. **A panic leaves no lock held and the tree consistent**, whatever it
-//!     comes from: the child limit, an allocation, a waker.
-//!     (`limits.rs`, `liveness.rs`, `wakers.rs`, `memory.rs`.)
+//!     comes from: the child limit, an allocation, a waker's `wake` or
+//!     drop, a cause's destructor, a `tracing` subscriber (with `std`; the
+//!     last three come out of the operation once it is done).
+//!     (`limits.rs`, `liveness.rs`, `wakers.rs`, `memory.rs`,
+//!     `contained.rs`.)
 //! 14. **Guarantee 3 with concurrent cancels.** When any `cancel()` or
 //!     `abort()` returns, every waiter of its subtree has been woken, even
 //!     where another thread's walk marked the nodes first and is still

@@ -6,7 +6,7 @@
 //! loop, not a recursion (invariant #5).
 
 use super::links::{self, ChildList};
-use super::{state, trace, Node, NodeRef};
+use super::{contain, state, trace, Node, NodeRef};
 
 /// `first` has just become Drained: walk up, one drained node at a time.
 #[inline]
@@ -15,6 +15,11 @@ pub(super) fn drain_cascade(first: &Node) {
     while let Some(node) = next {
         trace::drained(&node);
         next = drain_step(&node);
+        // Releasing `node` may free it, and a freed node's cause is user
+        // code (its error's destructor): a panic from it must not unwind
+        // past `next`, drained but still linked in its parent until its own
+        // step (invariant #15).
+        contain(|| drop(node));
     }
 }
 
@@ -83,6 +88,7 @@ fn drain_step(node: &Node) -> Option<NodeRef> {
         // The turn was logged above, before this wake: a woken task may
         // drop the node at once (guarantee 20).
         parent.wake_waiters(prev); // the parent's turn
+        contain(|| drop(parent)); // perhaps the last count (invariant #15)
     }
     None
 }

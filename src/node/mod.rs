@@ -162,6 +162,16 @@
 //!     with the cause of its *first* failure, as any `cancel_with` (#10:
 //!     first wins), so racing failures agree with `failures()[0]`; the
 //!     cancel runs even if the `fail` event's subscriber panics.
+//! 15. **No user code unwinds through an operation.** Besides wakers
+//!     (#12), a walk or a drain cascade meets user code in three places: a
+//!     waker's drop (the last reference of a relay, `wakes.rs`), a freed
+//!     node's cause (its error's destructor, when the walk or the cascade
+//!     drops the last reference of a node) and, with `tracing`, the
+//!     subscriber of every event. Each runs inside [`contain`]: with `std`
+//!     its panic is caught and held like a waker's and raised once the
+//!     operation is over. Otherwise a panic there would leave a walk above
+//!     a live child, unwind under a locked list, or free a drained node
+//!     that its parent still links (the cascade holds it in a local).
 //!
 //! # Memory ordering
 //!
@@ -378,6 +388,20 @@ unsafe fn with_children<R>(
         held.release(next);
         result
     })
+}
+
+/// Runs user code that a tree operation meets half-way (a freed node's
+/// cause's destructor, a `tracing` subscriber): with `std`, a panic in it
+/// is caught and held like a waker's (`wakes.rs`), to come out of the
+/// operation once the tree is consistent again, so that it cannot unwind
+/// through a locked list or past a drained node that is still linked
+/// (invariant #15). Without `std`, a panic is the firmware's end anyway.
+#[inline]
+fn contain(f: impl FnOnce()) {
+    #[cfg(feature = "std")]
+    wakes::contain(f);
+    #[cfg(not(feature = "std"))]
+    f();
 }
 
 /// Ends a tree operation that may have woken wakers: raises the first

@@ -25,14 +25,15 @@ use super::Node;
 #[inline(always)]
 pub(super) fn cancel(node: &Node) {
     #[cfg(feature = "tracing")]
-    {
+    super::contain(|| {
         if !listening(node) {
             return; // do not even write the cause out
         }
-        // The one spelling of a cause is its `Display` (`cause.rs`).
+        // The one spelling of a cause is its `Display` (`cause.rs`), user
+        // code like the subscriber: both run contained (invariant #15).
         let cause = super::cause_of(node).map(|cause| alloc::string::ToString::to_string(&cause));
-        event(node, "cancel", cause.as_deref());
-    }
+        emit(node, "cancel", cause.as_deref());
+    });
     #[cfg(feature = "defmt")]
     defmt_event(node, "cancel");
     let _ = node;
@@ -107,11 +108,13 @@ pub(super) fn wants_turn_of(prev: usize) -> bool {
 #[inline]
 pub(super) fn fail(node: &Node, cause: &crate::cause::Cause) {
     #[cfg(feature = "tracing")]
-    if tracing::enabled!(target: "phaseout", tracing::Level::WARN) {
-        let mut id = alloc::string::String::new();
-        let name = name_of(node, &mut id);
-        tracing::warn!(target: "phaseout", node = name, cause = %cause, "fail");
-    }
+    super::contain(|| {
+        if tracing::enabled!(target: "phaseout", tracing::Level::WARN) {
+            let mut id = alloc::string::String::new();
+            let name = name_of(node, &mut id);
+            tracing::warn!(target: "phaseout", node = name, cause = %cause, "fail");
+        }
+    });
     #[cfg(feature = "defmt")]
     match node.label() {
         Some(label) => defmt::warn!("phaseout: fail {=str} cause={}", label, cause),
@@ -150,8 +153,16 @@ fn listening(node: &Node) -> bool {
     }
 }
 
+/// Logs one event; the subscriber is user code, and runs contained
+/// (invariant #15): the `turn` event even comes while a child list is
+/// locked.
 #[cfg(feature = "tracing")]
 fn event(node: &Node, what: &'static str, cause: Option<&str>) {
+    super::contain(|| emit(node, what, cause));
+}
+
+#[cfg(feature = "tracing")]
+fn emit(node: &Node, what: &'static str, cause: Option<&str>) {
     if !listening(node) {
         return; // nobody listens: do not even format the name
     }

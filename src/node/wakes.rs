@@ -47,7 +47,8 @@
 //! until the poll returns), so no user waker is even dropped under the
 //! lock.
 //!
-//! A waker that panics: the panic is caught so that the waiters after it
+//! A waker that panics (in `wake` or when its last reference is dropped
+//! here): the panic is caught ([`contain`]) so that the waiters after it
 //! are still woken, and the tree operation it interrupted (a cancel walk,
 //! an owner's drop) runs to its end. The first such panic is raised again
 //! when that operation returns, once the tree is consistent (guarantee 13;
@@ -287,12 +288,7 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
     let _ = DELIVERING.try_with(|head| head.set(&frame));
     let unlink = Unlink(frame.up);
     for relay in &to_wake {
-        let woken = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
-            relay.user.wake_by_ref();
-        }));
-        if let Err(panic) = woken {
-            hold(panic);
-        }
+        contain(|| relay.user.wake_by_ref());
     }
     drop(unlink);
     // Only now are this call's records delivered: out of the list with
@@ -313,9 +309,23 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
     }
     // Outside every lock: the last references of relays (other threads'
     // records may have left the lists meanwhile) drop users' wakers here.
-    to_wake.clear();
+    // A waker's drop is user code too: its panic is held like a wake's, or
+    // it would unwind out of the operation half-way (a cancel walk that
+    // stops above a live child, a drain that frees a node still linked).
+    // `clear` empties the buffer even then (the length is reset first, and
+    // the other elements are still dropped).
+    contain(|| to_wake.clear());
     if to_wake.capacity() <= KEEP {
         let _ = TO_WAKE.try_with(|buffer| buffer.set(to_wake));
+    }
+}
+
+/// Runs user code inside a tree operation (a waker's `wake` or drop, a
+/// freed cause's destructor, a `tracing` subscriber): a panic is caught
+/// and held for the end of the operation ([`hold`]).
+pub(crate) fn contain(f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)) {
+        hold(panic);
     }
 }
 

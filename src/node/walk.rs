@@ -18,7 +18,7 @@
 
 use alloc::vec::Vec;
 
-use super::{end_of_operation, for_each_child, state, trace, Node, NodeRef};
+use super::{contain, end_of_operation, for_each_child, state, trace, Node, NodeRef};
 use crate::cause::Cause;
 
 /// Why a walk cancels the nodes it reaches first (invariant #10).
@@ -137,24 +137,31 @@ fn walk_descendants(root: &Node, reason: &Reason<'_>, abort: bool) {
     let mut stack = Vec::new();
     for_each_child(root, |child| stack.push(Visit::Down(child)));
     while let Some(visit) = stack.pop() {
-        match visit {
+        let visited = match visit {
             Visit::Down(node) => {
                 let prev = mark_cancelled(&node, reason, abort, 0, false);
                 let done_already = !abort && prev & state::SUBTREE_CANCELLED != 0;
                 if done_already || state::live_children(prev) == 0 {
-                    continue; // done already, or a leaf (marked in the same RMW)
+                    node // done already, or a leaf (marked in the same RMW)
+                } else {
+                    // `Up` goes *below* the children, so it is popped after
+                    // all of them are done (inserting moves only this node's
+                    // children, and saves a reference count).
+                    let below_children = stack.len();
+                    for_each_child(&node, |child| stack.push(Visit::Down(child)));
+                    stack.insert(below_children, Visit::Up(node));
+                    continue;
                 }
-                // `Up` goes *below* the children, so it is popped after all
-                // of them are done (inserting moves only this node's
-                // children, and saves a reference count).
-                let below_children = stack.len();
-                for_each_child(&node, |child| stack.push(Visit::Down(child)));
-                stack.insert(below_children, Visit::Up(node));
             }
             Visit::Up(node) => {
                 node.set(state::SUBTREE_CANCELLED);
+                node
             }
-        }
+        };
+        // The walk's reference may be the node's last (its owner left
+        // meanwhile): freeing it runs its cause's destructor, user code,
+        // whose panic must not stop the walk half-way (invariant #15).
+        contain(|| drop(visited));
     }
 }
 
