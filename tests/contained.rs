@@ -132,7 +132,7 @@ fn a_waker_whose_drop_panics_during_a_cancel_walk() {
     let root = Phaser::new();
     let child = root.child().unwrap();
     let grandchild = child.child().unwrap();
-    park(root.cancelled(), true);
+    let _act = park(root.cancelled(), true);
     let cancelled = catch_unwind(AssertUnwindSafe(|| root.cancel()));
     assert!(cancelled.is_err(), "the drop's panic comes out of cancel()");
     assert!(
