@@ -826,3 +826,145 @@ mod at_thread_exit {
     );
     }
 }
+
+/// Guarantee 14 for a call made inside a waker while another thread's
+/// delivery of the same node is in flight (a second review, tests hidden):
+/// thread A delivers `n`'s cancel and runs a waker; that waker registers
+/// two `aborted()` waiters on `n`, starts thread C's `abort()` (whose
+/// delivery is held up in the first of them), then calls `abort()` itself.
+/// When that returns, the second waiter must have been woken. A nested
+/// delivery used to leave everything but its own notify's records to the
+/// delivery it runs inside, which had collected its list before C
+/// recorded anything: nobody on A woke C's records.
+mod nested_during_another_threads_delivery {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::task::{Context, Wake, Waker};
+    use std::thread;
+    use std::time::Duration;
+
+    use phaseout::{Phaser, Token};
+
+    /// The two `aborted()` waiters: whichever is woken first blocks (keeps
+    /// its thread's delivery in flight) until released; the other one
+    /// records that it was woken.
+    struct AbortWaiter {
+        woken: Arc<AtomicUsize>,
+        entered: mpsc::SyncSender<()>,
+        release: Mutex<mpsc::Receiver<()>>,
+        second_woken: Arc<AtomicBool>,
+    }
+
+    impl Wake for AbortWaiter {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            if self.woken.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = self.entered.try_send(());
+                let _ = self
+                    .release
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(10));
+            } else {
+                self.second_woken.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// The waker of `n`'s `cancelled()`: acts on its first wake only.
+    struct Nests {
+        token: Token,
+        calls: AtomicUsize,
+        second_woken_when_abort_returned: Mutex<Option<bool>>,
+        nested: bool,
+    }
+
+    impl Wake for Nests {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            if self.calls.fetch_add(1, Ordering::SeqCst) != 0 {
+                return; // woken again by C's helping delivery
+            }
+            let woken = Arc::new(AtomicUsize::new(0));
+            let second_woken = Arc::new(AtomicBool::new(false));
+            let (entered, in_first_waiter) = mpsc::sync_channel(2);
+            let mut releases = Vec::new();
+            let mut futures = Vec::new();
+            for _ in 0..2 {
+                let (release, released) = mpsc::channel();
+                releases.push(release);
+                let waker = Waker::from(Arc::new(AbortWaiter {
+                    woken: woken.clone(),
+                    entered: entered.clone(),
+                    release: Mutex::new(released),
+                    second_woken: second_woken.clone(),
+                }));
+                let mut aborted = Box::pin(self.token.aborted());
+                let pending = aborted
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending();
+                assert!(pending);
+                futures.push(aborted);
+            }
+            let c = {
+                let token = self.token.clone();
+                thread::spawn(move || token.abort())
+            };
+            in_first_waiter
+                .recv_timeout(Duration::from_secs(10))
+                .expect("thread C's delivery reached the first waiter");
+            if self.nested {
+                self.token.abort(); // nested inside A's delivery of `n`
+            } else {
+                let token = self.token.clone();
+                thread::spawn(move || token.abort()).join().unwrap(); // control
+            }
+            *self.second_woken_when_abort_returned.lock().unwrap() =
+                Some(second_woken.load(Ordering::SeqCst));
+            for release in releases {
+                let _ = release.send(());
+            }
+            c.join().unwrap();
+            drop(futures);
+        }
+    }
+
+    fn second_woken_when_abort_returned(nested: bool) -> bool {
+        let n = Phaser::named("n");
+        let task = Arc::new(Nests {
+            token: n.token(),
+            calls: AtomicUsize::new(0),
+            second_woken_when_abort_returned: Mutex::new(None),
+            nested,
+        });
+        let waker = Waker::from(task.clone());
+        let mut cancelled = Box::pin(n.cancelled());
+        assert!(cancelled
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        n.cancel(); // runs `Nests` on this thread
+        let seen = *task.second_woken_when_abort_returned.lock().unwrap();
+        seen.expect("the waker ran")
+    }
+
+    #[test]
+    fn an_abort_from_a_third_thread_wakes_what_another_abort_notified() {
+        assert!(second_woken_when_abort_returned(false));
+    }
+
+    #[test]
+    fn an_abort_inside_a_waker_wakes_what_another_threads_abort_notified() {
+        assert!(
+            second_woken_when_abort_returned(true),
+            "abort() returned from inside a waker before every aborted() waiter \
+             notified so far was woken"
+        );
+    }
+}

@@ -28,12 +28,16 @@
 //! lock orders the recording: a notify that comes second starts after the
 //! first one's recording is complete. The one exception is a `deliver`
 //! made from inside a waker that this thread runs for the same node (a
-//! waker that cancels what it was woken for): it wakes only what its own
-//! notify recorded, usually nothing, and leaves the rest to the delivery
-//! it runs inside, which finishes before its own operation returns;
-//! anything else would run that waker inside itself, without end on a
-//! thread that helps another's delivery. The list is split by node address
-//! into [`SHARDS`] lists, so a delivery scans only its neighbours' wakes.
+//! waker that cancels what it was woken for): it leaves what the delivery
+//! it runs inside collected to that one, which finishes before its own
+//! operation returns (waking those again would run that waker inside
+//! itself, without end on a thread that helps another's delivery), and
+//! wakes everything recorded for the node since: its own notify's records,
+//! usually none, and those of other threads' notifies that came after the
+//! enclosing collection, which nobody on this thread would wake otherwise.
+//! Records are numbered in their list's order to tell the two apart. The
+//! list is split by node address into [`SHARDS`] lists, so a delivery
+//! scans only its neighbours' wakes.
 //!
 //! Lock order: a relay records itself under event-listener's lock, so
 //! `UNDELIVERED`'s lock is taken inside it, never the other way round;
@@ -116,7 +120,34 @@ struct Undelivered {
     node: usize,
     /// Which `deliver` recorded it.
     delivery: usize,
+    /// Its place in its shard's order of records ([`Shard::next`]).
+    seq: usize,
     relay: Arc<Relay>,
+}
+
+/// One of the lists of [`UNDELIVERED`].
+struct Shard {
+    /// The `seq` the next record gets: records are numbered in the order
+    /// they are pushed (wrapping; compared with [`after`]), so a delivery
+    /// can tell the records it collected from those pushed after it did.
+    next: usize,
+    list: Vec<Undelivered>,
+}
+
+impl Shard {
+    const fn new() -> Self {
+        Shard {
+            next: 0,
+            list: Vec::new(),
+        }
+    }
+}
+
+/// Whether record number `seq` was pushed at or after `mark` (a shard's
+/// `next` read earlier): wrapping, right while fewer than `usize::MAX / 2`
+/// records are pushed between the two.
+fn after(seq: usize, mark: usize) -> bool {
+    seq.wrapping_sub(mark) <= usize::MAX / 2
 }
 
 /// How many lists [`UNDELIVERED`] is split into: a node's records are in
@@ -127,14 +158,14 @@ const SHARDS: usize = 32;
 /// Every relay woken and not yet delivered by the thread that recorded it,
 /// by node ([`shard`]). Each list holds only the wakes in flight.
 #[cfg(not(loom))]
-static UNDELIVERED: [Mutex<Vec<Undelivered>>; SHARDS] = [const { Mutex::new(Vec::new()) }; SHARDS];
+static UNDELIVERED: [Mutex<Shard>; SHARDS] = [const { Mutex::new(Shard::new()) }; SHARDS];
 
 // Under loom the lists' locks must be loom's, or loom would not see that a
 // second notifier's look at a list comes after the first one's record.
 #[cfg(loom)]
 loom::lazy_static! {
-    static ref UNDELIVERED: [Mutex<Vec<Undelivered>>; SHARDS] =
-        core::array::from_fn(|_| Mutex::new(Vec::new()));
+    static ref UNDELIVERED: [Mutex<Shard>; SHARDS] =
+        core::array::from_fn(|_| Mutex::new(Shard::new()));
 }
 
 /// Numbers the `deliver` calls, so that each removes only its own records.
@@ -144,7 +175,7 @@ loom::lazy_static! {
 static DELIVERIES: AtomicUsize = AtomicUsize::new(0);
 
 /// The list of `node`'s records, locked.
-fn undelivered(node: usize) -> MutexGuard<'static, Vec<Undelivered>> {
+fn undelivered(node: usize) -> MutexGuard<'static, Shard> {
     // Nodes are 64-byte blocks (32 on 32-bit targets): the low bits say
     // nothing.
     let shard = (node >> 5) % SHARDS;
@@ -159,6 +190,10 @@ fn undelivered(node: usize) -> MutexGuard<'static, Vec<Undelivered>> {
 /// further up the stack.
 struct Frame {
     node: usize,
+    /// Its shard's `next` when it collected what it wakes: it wakes every
+    /// record of `node` numbered before this that was not delivered yet
+    /// (or, nested, those from its enclosing frame's mark on).
+    collected_to: usize,
     up: *const Frame,
 }
 
@@ -200,20 +235,20 @@ loom::thread_local! {
 /// bound on what stays allocated per thread (guarantee 6).
 const KEEP: usize = 16;
 
-/// Whether this thread is already waking the wakers of `node`, further up
-/// its stack.
-fn delivering(node: usize) -> bool {
+/// If this thread is already waking the wakers of `node` further up its
+/// stack: the innermost such delivery's mark (`collected_to`).
+fn delivering(node: usize) -> Option<usize> {
     let mut frame = DELIVERING.try_with(Cell::get).unwrap_or(core::ptr::null());
     while !frame.is_null() {
         // SAFETY: every frame in the chain lives on this thread's stack in
         // a `deliver` that has not returned (it unlinks itself first).
         let f = unsafe { &*frame };
         if f.node == node {
-            return true;
+            return Some(f.collected_to);
         }
         frame = f.up;
     }
-    false
+    None
 }
 
 /// Records `relay` as undelivered if this thread is inside a notify of
@@ -224,11 +259,16 @@ fn record(relay: Arc<Relay>) -> Option<Arc<Relay>> {
     let Some((node, delivery)) = notifying else {
         return Some(relay);
     };
-    undelivered(node).push(Undelivered {
+    let mut shard = undelivered(node);
+    let seq = shard.next;
+    shard.next = seq.wrapping_add(1);
+    shard.list.push(Undelivered {
         node,
         delivery,
+        seq,
         relay,
     });
+    drop(shard);
     let _ = RECORDED.try_with(|recorded| recorded.set(recorded.get().wrapping_add(1)));
     None
 }
@@ -257,26 +297,41 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
     let recorded_none = RECORDED.try_with(Cell::get).unwrap_or(0) == recorded_before;
 
     // A deliver of a node this thread is already waking further up its
-    // stack (a waker that cancels or drops what it was woken for) wakes
-    // only what its own notify recorded: the enclosing one wakes the rest,
-    // its own and other threads' records alike, before its operation
-    // returns; waking them again from here would run a waker inside itself
-    // (on a thread that helps another's delivery, without end). Any other
-    // deliver wakes every record of the node: its own and those of other
-    // threads' deliveries still in flight (guarantee 14).
-    let nested = delivering(node);
-    if nested && recorded_none {
-        return; // nothing of its own, and the rest is the outer one's
-    }
+    // stack (a waker that cancels or drops what it was woken for) must not
+    // wake again what an enclosing delivery collected: that would run a
+    // waker inside itself (on a thread that helps another's delivery,
+    // without end). The enclosing one wakes those before its operation
+    // returns. It wakes everything pushed since (its own notify's records,
+    // and those of other threads' deliveries still in flight that came
+    // after the enclosing collection: nobody on this thread would wake
+    // them otherwise). Any other deliver wakes every record of the node:
+    // its own and those of other threads' deliveries still in flight
+    // (guarantee 14). So each record is woken at most once per chain of
+    // nested deliveries of its node.
+    let enclosing = delivering(node);
     let mut to_wake = TO_WAKE.try_with(Cell::take).unwrap_or_default();
-    to_wake.extend(
-        undelivered(node)
-            .iter()
-            .filter(|waiting| waiting.node == node && (waiting.delivery == delivery || !nested))
-            .map(|waiting| Arc::clone(&waiting.relay)),
-    );
+    let collected_to = {
+        let shard = undelivered(node);
+        to_wake.extend(
+            shard
+                .list
+                .iter()
+                .filter(|waiting| {
+                    waiting.node == node && enclosing.map_or(true, |mark| after(waiting.seq, mark))
+                })
+                .map(|waiting| Arc::clone(&waiting.relay)),
+        );
+        shard.next
+    };
+    if to_wake.is_empty() && recorded_none {
+        // Nothing to wake and nothing of ours to remove (the common nested
+        // case: a waker that cancels what it was woken for).
+        let _ = TO_WAKE.try_with(|buffer| buffer.set(to_wake));
+        return;
+    }
     let frame = Frame {
         node,
+        collected_to,
         up: DELIVERING.try_with(Cell::get).unwrap_or(core::ptr::null()),
     };
     struct Unlink(*const Frame);
@@ -298,7 +353,8 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
     // A last reference drops the user's waker, which is user code, and
     // must not run under the lock.
     {
-        let mut list = undelivered(node);
+        let mut shard = undelivered(node);
+        let list = &mut shard.list;
         list.retain(|waiting| waiting.delivery != delivery);
         if list.is_empty() {
             // No wake in flight here: give the capacity back, so that the
