@@ -5,5 +5,5 @@
 set -euxo pipefail
 cd "$(dirname "$0")"/..
 
-(cd examples/web-sqlite && cargo build --release --locked)
+(cd examples/web-sqlite && cargo fmt --check && cargo build --release --locked)
 python3 ci/web_sqlite_e2e.py examples/web-sqlite/target/release/phaseout-web-sqlite

@@ -25,6 +25,7 @@ a. SIGTERM under load (3 runs): 16 writers (each on its own keep-alive
    the server closed the idle connections. The server stops accepting and
    closes idle connections the moment shutdown starts, so the prober keeps
    connections with a request half sent (see ReadyProber).
+   (Without a drain delay, readiness turns `503` at the same moment.)
 b. A stuck stream (`--stuck-streams --grace 1 --abort-grace 1`): the reader
    gets no shutdown event, its stream ends at about the grace, the process
    exits 0 after the grace and within grace + abort grace + 1.5 s, and says
@@ -37,6 +38,10 @@ d. A second signal (`--stuck-streams --grace 30`, one reader): SIGTERM then
 e. The API: POST then GET returns the record (key trimmed and lower-cased,
    value as sent); an unknown id is 404; a bad body is 4xx; `/readyz` is
    200 while live.
+f. A drain delay (`--drain-delay 0.5`), as Kubernetes needs: a plain
+   keep-alive prober sees `/readyz` `503` before any writer is refused
+   (`503` or a closed listener), POSTs are still acknowledged (and stored)
+   after that, and until the delay is over.
 
 Usage: python3 ci/web_sqlite_e2e.py path/to/phaseout-web-sqlite
 Every socket operation, wait and join has a time-out, and a watchdog kills
@@ -249,6 +254,7 @@ class Writer(threading.Thread):
         self.unanswered = {}   # key -> value: sent, no answer (connection dropped)
         self.unexpected = []   # any other status, or a time-out
         self.refused_at = None  # when the 503 arrived
+        self.last_ack_at = None  # when the last 201 arrived
         self.first_500_at = None
         self.stop_reason, self.stopped_at = "still running", None
         self.progress = threading.Event()  # the first 201
@@ -290,6 +296,7 @@ class Writer(threading.Thread):
                     conn = None
                 if resp.status == 201:
                     self.acked[key] = (json.loads(data)["id"], value)
+                    self.last_ack_at = now()
                     self.progress.set()
                 elif resp.status == 503:
                     self.refused[key] = value
@@ -516,6 +523,45 @@ class ReadyProber(threading.Thread):
                 sock.close()
 
 
+class PlainProber(threading.Thread):
+    """Polls GET /readyz on one keep-alive connection, as a load balancer
+    does, reconnecting when the server closes it; keeps (sent, received,
+    status). Stops when told, or when a connection is refused."""
+
+    def __init__(self, server):
+        super().__init__(name="plain readyz prober", daemon=True)
+        self.server = server
+        self.probes = []
+        self.stop_event = threading.Event()
+
+    def run(self):
+        conn, deadline = None, now() + WRITER_MAX_SECS
+        try:
+            while not self.stop_event.is_set() and now() < deadline:
+                if conn is None:
+                    try:
+                        conn = connect(self.server)
+                    except OSError:
+                        return  # refused: the listener is closed
+                sent = now()
+                try:
+                    conn.request("GET", "/readyz")
+                    resp = conn.getresponse()
+                    resp.read()
+                except (http.client.HTTPException, OSError):
+                    conn.close()
+                    conn = None
+                    continue
+                self.probes.append((sent, now(), resp.status))
+                if resp.will_close:
+                    conn.close()
+                    conn = None
+                time.sleep(PROBE_INTERVAL * 5)
+        finally:
+            if conn is not None:
+                conn.close()
+
+
 # --- checks shared by the scenarios ----------------------------------------
 
 def check_records(name, writers, rows):
@@ -684,6 +730,49 @@ def sigterm_under_load(name, server):
         f"record events per reader {events}, lagged events {lagged}; {readiness}")
 
 
+def drain_delay(name, server):
+    """`--drain-delay 0.5`: after SIGTERM the server goes on serving for
+    0.5 s with /readyz at 503, as Kubernetes wants (its endpoints are
+    updated while the pod already runs its SIGTERM), then stops. A plain
+    keep-alive prober must see the 503 well before any POST is refused,
+    and POSTs must still be acknowledged (and stored) in between."""
+    prober = PlainProber(server)
+    prober.start()
+    writers = [Writer(server, n) for n in range(WRITERS // 2)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.progress.wait(IO_TIMEOUT)
+    time.sleep(0.3)
+    sent = server.signal(signal.SIGTERM)
+    code = server.wait_exit(EXIT_TIMEOUT)
+    stuck = join_all(writers, IO_TIMEOUT + 5)
+    prober.stop_event.set()
+    stuck += join_all([prober], IO_TIMEOUT + 5)
+    check(f"{name}: exit status 0", code == 0, f"status {code}")
+    check(f"{name}: every client finished", not stuck, f"still running: {stuck}")
+    rows = server.rows() if code is not None else {}
+    counts = check_records(name, writers, rows)
+    first_503 = min((r for _, r, st in prober.probes if st == 503), default=None)
+    # A writer stops at a 503 or at a refused connection: either way the
+    # server no longer takes its records.
+    stops = [w.stopped_at for w in writers if w.stopped_at is not None]
+    first_refusal = min(stops) if stops else None
+    last_ack = max((w.last_ack_at for w in writers if w.last_ack_at), default=None)
+    ms = lambda t: f"{(t - sent) * 1000:.0f} ms" if t is not None else "never"
+    said = (f"first /readyz 503 at {ms(first_503)}, last 201 at {ms(last_ack)}, "
+            f"first writer refused at {ms(first_refusal)} after SIGTERM")
+    check(f"{name}: a plain prober saw /readyz 503 before any writer was refused",
+          first_503 is not None and first_refusal is not None and first_503 < first_refusal,
+          said)
+    check(f"{name}: POSTs were still acknowledged after /readyz turned 503",
+          first_503 is not None and last_ack is not None and last_ack > first_503, said)
+    check(f"{name}: and until the end of the drain delay",
+          last_ack is not None and last_ack - sent >= 0.45, said)
+    figures.append(f"{name}: {said}; acked {counts['acked']}, stored {counts['stored']}, "
+                   f"lost {counts['lost']}")
+
+
 def stuck_stream(name, server):
     reader = EventReader(server, 0)
     reader.start()
@@ -796,6 +885,7 @@ def main():
     scenario("basic API", basic_api)
     for n in range(1, 4):
         scenario(f"SIGTERM under load #{n}", sigterm_under_load)
+    scenario("drain delay", drain_delay, "--drain-delay", "0.5")
     scenario("stuck stream", stuck_stream, "--stuck-streams", "--grace", "1", "--abort-grace", "1")
     scenario("disk failure", disk_failure, "--fail-commit-after", "20")
     scenario("SIGTERM twice", second_signal(signal.SIGTERM, 143), "--stuck-streams", "--grace", "30")

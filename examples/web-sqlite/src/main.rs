@@ -4,7 +4,8 @@
 //! end.
 //!
 //! ```text
-//! app               main: waits for the first signal, then the staged stop
+//! signals           the first SIGTERM/SIGINT cancels it: /readyz turns 503
+//! app               main: after the drain delay, the staged stop
 //! └── db            SQLite writer, batched commits (critical; stops last)
 //!     └── pipeline  bounded queue + transform (stops once web has stopped)
 //!         └── web   axum (stops first)
@@ -48,14 +49,17 @@ const QUEUE: usize = 1024;
 const EVENTS_BACKLOG: usize = 1024;
 
 const USAGE: &str = "\
-usage: phaseout-web-sqlite [--addr ADDR] [--db PATH] [--grace SECS] [--abort-grace SECS]
-                           [--fail-commit-after N] [--stuck-streams] [--trace]
+usage: phaseout-web-sqlite [--addr ADDR] [--db PATH] [--drain-delay SECS] [--grace SECS]
+                           [--abort-grace SECS] [--fail-commit-after N] [--stuck-streams] [--trace]
 
   --addr ADDR             listen here (default 127.0.0.1:3000; port 0: any free port).
                           The first line printed is `listening on ADDR`.
   --db PATH               the SQLite database (default ./records.db), WAL mode,
                           table records(id INTEGER PRIMARY KEY, key TEXT, value TEXT)
-  --grace SECS            time for the work in hand once shutdown starts (default 10)
+  --drain-delay SECS      after the signal, keep serving this long with /readyz at 503, so
+                          that load balancers stop sending first (default 0; under
+                          Kubernetes a few seconds, less than the grace period)
+  --grace SECS            time for the work in hand once the stop begins (default 10)
   --abort-grace SECS      time after the abort before giving up (default 1)
   --fail-commit-after N   test: the first N commits succeed, the next fails as a full disk would
   --stuck-streams         test: /events streams ignore the cancel and end only at the abort
@@ -70,10 +74,11 @@ HTTP:
                           event (data: the cause) at the start of shutdown, then the end
   GET /readyz             200 while live, 503 from the start of shutdown
 
-Shutdown starts on the first SIGTERM or SIGINT, or when a commit fails. Stages:
-cancel (refuse new requests, finish those in hand, end event streams, drain the
-pipeline, commit the rest, close the database); after --grace, abort what is left;
-after --abort-grace more, give up and print who is still running.
+Shutdown starts on the first SIGTERM or SIGINT, or when a commit fails: /readyz
+answers 503 from then on. After --drain-delay (a signal only), the stop: cancel (refuse
+new requests, finish those in hand, end event streams, drain the pipeline, commit the
+rest, close the database); after --grace, abort what is left; after --abort-grace
+more, give up and print who is still running.
 
 Exit status:
   0        stopped (within the grace, or after the abort)
@@ -88,6 +93,7 @@ Exit status:
 struct Options {
     addr: String,
     db: PathBuf,
+    drain_delay: Duration,
     grace: Duration,
     abort_grace: Duration,
     fail_commit_after: Option<u64>,
@@ -99,6 +105,7 @@ fn parse_options() -> Result<Option<Options>, String> {
     let mut options = Options {
         addr: "127.0.0.1:3000".into(),
         db: "records.db".into(),
+        drain_delay: Duration::ZERO,
         grace: Duration::from_secs(10),
         abort_grace: Duration::from_secs(1),
         fail_commit_after: None,
@@ -111,6 +118,7 @@ fn parse_options() -> Result<Option<Options>, String> {
             "--help" | "-h" => return Ok(None),
             "--addr" => options.addr = value()?,
             "--db" => options.db = value()?.into(),
+            "--drain-delay" => options.drain_delay = seconds(&flag, &value()?)?,
             "--grace" => options.grace = seconds(&flag, &value()?)?,
             "--abort-grace" => options.abort_grace = seconds(&flag, &value()?)?,
             "--fail-commit-after" => {
@@ -177,8 +185,12 @@ async fn run(options: Options) -> i32 {
     let db_node = db_node.critical();
     let pipeline_node = db_node.child_named("pipeline").expect("db is live");
     let web_node = pipeline_node.child_named("web").expect("pipeline is live");
-    // Kept to the end: a second signal exits at once with 128 + its number.
-    let _signals = match phaseout::signal::cancel_on_terminate(app.token()) {
+    // The signals cancel a root of their own, not the app: readiness turns
+    // `503` at once, and the app's stop starts after the drain delay
+    // (below). Kept to the end: a second signal exits at once with 128 +
+    // its number.
+    let signalled = Phaser::named("signals");
+    let _signals = match phaseout::signal::cancel_on_terminate(signalled.token()) {
         Ok(handler) => handler,
         Err(e) => {
             eprintln!("phaseout-web-sqlite: cannot install the signal handlers: {e}");
@@ -228,6 +240,7 @@ async fn run(options: Options) -> i32 {
     let web = Arc::new(web::Web {
         node: web_node,
         app: app.token(),
+        signalled: signalled.token(),
         to_pipeline,
         reader: Mutex::new(reader),
         committed: committed.clone(),
@@ -246,21 +259,26 @@ async fn run(options: Options) -> i32 {
         tokio::spawn(web::serve(web, listener)),
     ];
 
-    app.cancelled().await; // a signal, or a failed commit
+    // A signal, or a failed commit (which cancels the app itself).
+    tokio::select! {
+        () = signalled.cancelled() => {}
+        () = app.cancelled() => {}
+    }
     let started = Instant::now();
-    let cause = app
-        .cause()
-        .map_or("signal".into(), |cause| cause.to_string());
-    println!("shutting down: {cause}");
+    let cause = app.cause().or_else(|| signalled.cause());
+    let said = cause.as_ref().map_or("signal".into(), ToString::to_string);
+    println!("shutting down: {said}");
     let _ = io::stdout().flush();
     let _ = notify(&[
         Notify::Stopping,
-        Notify::Status(&format!("shutting down: {cause}")),
+        Notify::Status(&format!("shutting down: {said}")),
     ]);
 
-    // The stages beside systemd's stop-timeout extensions, which end with
-    // them (`None`: grace periods too long for the clock, so no end).
-    let deadline = (options.grace.checked_add(options.abort_grace))
+    // The drain delay and the stages, beside systemd's stop-timeout
+    // extensions, which end with them (`None`: times too long for the
+    // clock, so no end).
+    let deadline = (options.drain_delay.checked_add(options.grace))
+        .and_then(|budget| budget.checked_add(options.abort_grace))
         .and_then(|budget| started.checked_add(budget));
     let grace = options.grace.as_secs_f64();
     let say_aborting = |late: &Report| {
@@ -271,15 +289,34 @@ async fn run(options: Options) -> i32 {
         println!("{aborting} (at {:.3}s)", started.elapsed().as_secs_f64());
         let _ = notify(&[Notify::Status(&aborting)]);
     };
-    let stages = app.shutdown_staged_with(
-        options.grace,
-        options.abort_grace,
-        tokio::time::sleep,
-        say_aborting,
-    );
+    let stop = async {
+        if !app.is_cancelled() && !options.drain_delay.is_zero() {
+            // Kubernetes takes a terminating pod out of its Services while
+            // our SIGTERM already runs: keep serving meanwhile, `/readyz`
+            // at `503`, then stop (a failed commit cuts the delay short).
+            let delay = options.drain_delay.as_secs_f64();
+            println!("draining for {delay:.1}s before the stop (/readyz: 503)");
+            let _ = io::stdout().flush();
+            tokio::select! {
+                () = tokio::time::sleep(options.drain_delay) => {}
+                () = app.cancelled() => {}
+            }
+        }
+        // The signal becomes the app's cause (a failure gave one first).
+        if let Some(cause) = cause {
+            app.cancel_with(cause);
+        }
+        app.shutdown_staged_with(
+            options.grace,
+            options.abort_grace,
+            tokio::time::sleep,
+            say_aborting,
+        )
+        .await
+    };
     let extend = extend_stop_timeout(deadline, |at| tokio::time::sleep_until(at.into()));
     let stopped = tokio::select! {
-        stopped = stages => stopped,
+        stopped = stop => stopped,
         never = extend => never,
     };
     if let Err(stragglers) = stopped {

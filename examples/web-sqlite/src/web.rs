@@ -9,8 +9,9 @@
 //!   cancel it sends a last `shutdown` event and ends, so that the graceful
 //!   shutdown is not held up by a stream that would never end (axum's
 //!   `with_graceful_shutdown` waits for every connection);
-//! * `GET /readyz` answers `503` from the moment shutdown starts, so a load
-//!   balancer stops sending before requests are refused.
+//! * `GET /readyz` answers `503` from the moment shutdown starts; with
+//!   `--drain-delay` web goes on serving meanwhile, so a load balancer
+//!   stops sending before requests are refused.
 //!
 //! On the cancel, `axum::serve(..).with_graceful_shutdown(..)` stops
 //! accepting and closes idle keep-alive connections; requests in flight
@@ -47,9 +48,11 @@ const RETRY_AFTER_SECS: &str = "5";
 pub struct Web {
     /// The `web` node: each request's and each stream's node is its child.
     pub node: Phaser,
-    /// The whole app, for readiness: `503` from the first moment of the
-    /// shutdown, whatever started it.
+    /// For readiness, `503` from the first moment of the shutdown: the
+    /// whole app (cancelled by a failure, or at the end of the drain
+    /// delay) and the signals' root (cancelled by the first signal).
     pub app: Token,
+    pub signalled: Token,
     pub to_pipeline: mpsc::Sender<Insert>,
     /// The read-only connection for `GET /records/{id}`.
     pub reader: Mutex<Connection>,
@@ -194,7 +197,7 @@ async fn read(State(web): State<Arc<Web>>, Path(id): Path<i64>) -> Response {
 
 /// `GET /readyz`: `200` while live, `503` from the start of shutdown.
 async fn readyz(State(web): State<Arc<Web>>) -> Response {
-    if web.app.is_cancelled() {
+    if web.signalled.is_cancelled() || web.app.is_cancelled() {
         unavailable("shutting down")
     } else {
         (StatusCode::OK, "ready\n").into_response()
