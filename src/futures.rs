@@ -61,6 +61,19 @@ impl Until {
         poll
     }
 
+    /// Whether the condition holds now, by one load and without
+    /// registering anything: for a caller that registers only once it has
+    /// to wait (a `run_until_*` whose work is ready at once). Once a poll
+    /// registered, only `poll` answers.
+    #[inline]
+    fn holds_without_registering(&mut self) -> Option<bool> {
+        if self.waiter.is_registered() {
+            return None;
+        }
+        self.done = self.done || (self.ready)(self.node.state());
+        Some(self.done)
+    }
+
     fn debug(&self, f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
         f.debug_struct(name)
             .field("label", &self.node.label())
@@ -316,14 +329,30 @@ fn poll_run_until<F: Future>(
         // else can be returned.
         return Poll::Ready(None);
     }
-    if stop.poll(cx).is_ready() {
+    // The stop is checked first. Until this future has to wait, by one
+    // load: the work is often ready at once (a consumer loop with messages
+    // queued), and then nothing needs registering. Registration (a relay,
+    // a listener, the `HAS_WAITERS` announcement) comes only once `fut` is
+    // pending, and re-checks the stop itself (invariant #4).
+    let stopped = match stop.holds_without_registering() {
+        Some(holds) => holds,
+        None => stop.poll(cx).is_ready(),
+    };
+    if stopped {
         fut.set(None);
         return Poll::Ready(None);
     }
     let output = match fut.as_mut().as_pin_mut() {
         Some(running) => match running.poll(cx) {
             Poll::Ready(output) => output,
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                if !stop.waiter.is_registered() && stop.poll(cx).is_ready() {
+                    // Stopped between the check and now: as if seen first.
+                    fut.set(None);
+                    return Poll::Ready(None);
+                }
+                return Poll::Pending;
+            }
         },
         None => return Poll::Ready(None),
     };
@@ -339,8 +368,9 @@ run_until_future! {
     /// Cancellation is checked before `fut` on every poll, so a cancelled node
     /// never starts one more unit of work: when both are ready it is `None`,
     /// and `fut` is dropped at that moment (not when this future is). It owns
-    /// `fut` and a reference to the node, so it is `'static` when `fut` is, and
-    /// it needs no allocation. It is `Unpin` when `fut` is.
+    /// `fut` and a reference to the node, so it is `'static` when `fut` is.
+    /// While `fut` is ready at once it registers nothing; once `fut` is
+    /// pending it registers a waiter. It is `Unpin` when `fut` is.
     ///
     /// ```
     /// use std::future::{pending, ready};

@@ -208,8 +208,10 @@ impl Token {
     /// Cancellation is checked before `fut` on every poll, so once the
     /// node is cancelled no more work starts: when both are ready the
     /// result is `None`, and `fut` is dropped right then. The future owns
-    /// `fut` and a reference to the node (`'static` when `fut` is) and
-    /// allocates nothing.
+    /// `fut` and a reference to the node (`'static` when `fut` is). While
+    /// `fut` is ready at once nothing is registered (one load checks the
+    /// node); once it is pending, a waiter is (with `std`: a listener and
+    /// a waker relay, two small allocations, freed when it finishes).
     ///
     /// It reads well as the head of a serving loop:
     /// `while let Some(conn) = token.run_until_cancelled(listener.accept()).await { … }`.
@@ -252,7 +254,8 @@ impl Token {
     /// dropped when the grace is over. The abort is checked before `fut` on
     /// every poll, and `fut` is dropped as soon as either is known. The
     /// future owns `fut` and a reference to the node (`'static` when `fut`
-    /// is) and allocates nothing.
+    /// is). While `fut` is ready at once nothing is registered; once it is
+    /// pending, a waiter is.
     ///
     /// # Cancellation safety
     ///

@@ -196,3 +196,47 @@ fn wait_turn_timeout_ok_when_the_turn_comes() {
         "huge timeouts are fine"
     );
 }
+
+/// `run_until_cancelled` registers nothing while its work is ready at once
+/// (one load checks the cancel), and registers as soon as the work is
+/// pending: a cancel then wakes it, and it ends with `None`, dropping the
+/// work. The same for `run_until_aborted`.
+#[test]
+fn run_until_registers_once_the_work_waits_and_is_woken() {
+    struct PendingUntilWoken(bool);
+    impl std::future::Future for PendingUntilWoken {
+        type Output = u8;
+        fn poll(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<u8> {
+            if self.0 {
+                Poll::Ready(1)
+            } else {
+                self.0 = true; // never wakes: only the cancel can
+                Poll::Pending
+            }
+        }
+    }
+    let root = Phaser::new();
+    let (counter, waker) = CountingWaker::new();
+    let (abort_counter, abort_waker) = CountingWaker::new();
+    let mut ready = root.run_until_cancelled(std::future::ready(7));
+    assert_eq!(poll_once(&mut ready, &waker), Poll::Ready(Some(7)));
+
+    let mut waiting = Box::pin(root.run_until_cancelled(PendingUntilWoken(false)));
+    assert_eq!(poll_once(&mut waiting, &waker), Poll::Pending);
+    root.cancel();
+    assert_eq!(
+        counter.wakes(),
+        1,
+        "the cancel woke the waiting run_until_cancelled"
+    );
+    assert_eq!(poll_once(&mut waiting, &waker), Poll::Ready(None));
+    let mut aborting = Box::pin(root.run_until_aborted(PendingUntilWoken(false)));
+    assert_eq!(poll_once(&mut aborting, &abort_waker), Poll::Pending);
+    root.abort();
+    assert_eq!(
+        abort_counter.wakes(),
+        1,
+        "the abort woke the waiting run_until_aborted"
+    );
+    assert_eq!(poll_once(&mut aborting, &abort_waker), Poll::Ready(None));
+}

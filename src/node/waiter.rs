@@ -36,6 +36,12 @@ impl Waiter {
         }
     }
 
+    /// Whether a listener is registered (a poll returned `Pending`).
+    #[inline]
+    pub(crate) fn is_registered(&self) -> bool {
+        self.listener.is_some()
+    }
+
     /// Polls until `ready` holds of `node`'s state, registered meanwhile.
     pub(crate) fn poll(
         &mut self,
