@@ -29,7 +29,10 @@ a. SIGTERM under load (3 runs): 16 writers (each on its own keep-alive
 b. A stuck stream (`--stuck-streams --grace 1 --abort-grace 1`): the reader
    gets no shutdown event, its stream ends at about the grace, the process
    exits 0 after the grace and within grace + abort grace + 1.5 s, and says
-   `aborting:` naming `GET /events`.
+   `aborting:` naming `GET /events`. A socket stands in for systemd's
+   (`NOTIFY_SOCKET`, every scenario): `READY=1` before the signal,
+   `STOPPING=1`, `EXTEND_TIMEOUT_USEC=` (never past the stop's own budget)
+   and `STATUS=aborting: …` after it.
 c. A failing disk (`--fail-commit-after 20`) under load: the process stops
    by itself with status 2 within 10 s; `201`s stored, `500`/`503` not; at
    least one `500`; stdout names the failure.
@@ -131,9 +134,18 @@ class Server:
         self.post_refused = threading.Event()   # a client got a 503 for a POST
         self.exited = threading.Event()
         self.exit_time = None
+        # A socket standing in for systemd's: the server sends its notify
+        # messages (READY=1, STOPPING=1, EXTEND_TIMEOUT_USEC=, STATUS=) here.
+        self.notify_path = os.path.join(self.dir.name, "notify")
+        self.notify_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify_socket.bind(self.notify_path)
+        self.notify_socket.settimeout(0.2)
+        self.notified = []  # (time, "KEY=value")
+        threading.Thread(target=self._notifications, daemon=True).start()
         self.proc = subprocess.Popen(
             [BINARY, "--addr", f"{HOST}:0", "--db", self.db, *args],
-            stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+            env={**os.environ, "NOTIFY_SOCKET": self.notify_path})
         servers.add(self)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -154,6 +166,19 @@ class Server:
             if line.startswith("shutting down:"):
                 self.shutting_down.set()
         self.started.set()
+
+    def _notifications(self):
+        while True:
+            try:
+                data = self.notify_socket.recv(4096)
+            except socket.timeout:
+                if self.exited.is_set():
+                    return
+                continue
+            except OSError:
+                return  # closed
+            at = now()
+            self.notified += [(at, line) for line in data.decode().splitlines() if line]
 
     def _wait(self):
         self.proc.wait()
@@ -198,6 +223,7 @@ class Server:
         if self.proc.poll() is None:
             self.proc.kill()
         self.exited.wait(10)
+        self.notify_socket.close()
         servers.discard(self)
         self.dir.cleanup()
 
@@ -795,6 +821,18 @@ def stuck_stream(name, server):
     aborting = [l for l in server.lines if l.startswith("aborting:")]
     check(f"{name}: stdout says 'aborting:' naming GET /events",
           any("GET /events" in l for l in aborting), f"aborting lines {aborting}")
+    # systemd's notify protocol, as a unit with Type=notify needs it.
+    told = server.notified
+    before = [m for t, m in told if t < sent]
+    after = [m for t, m in told if t >= sent]
+    extended = [int(m.split("=", 1)[1]) for m in after if m.startswith("EXTEND_TIMEOUT_USEC=")]
+    check(f"{name}: READY=1 was sent before the signal", "READY=1" in before, told)
+    check(f"{name}: STOPPING=1 and EXTEND_TIMEOUT_USEC= after it", "STOPPING=1" in after
+          and extended, told)
+    check(f"{name}: no extension asks past grace + abort grace (2 s)",
+          all(0 < usec <= 2_000_000 for usec in extended), extended)
+    check(f"{name}: STATUS= said it was aborting",
+          any(m.startswith("STATUS=aborting:") for m in after), told)
     figures.append(f"{name}: stream ended {ended * 1000:.0f} ms and process exited "
                    f"{wall * 1000:.0f} ms after SIGTERM; {aborting[:1]}"
                    if ended is not None and wall is not None else f"{name}: no figures")
