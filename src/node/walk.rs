@@ -94,37 +94,35 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
         // after `cancel_with(a)` (a task woken by `a` that then runs a
         // staged stop) passes `a` down, not its own reason, so the subtree
         // reads one cause whichever walk gets to a node first.
-        if state::is_cancelled(prev) {
-            walk_below_a_cancelled(root, prev, abort);
-        } else {
-            match reason {
-                Reason::Plain | Reason::Given(_) => walk_descendants(root, reason, abort),
-                Reason::OwnDrop { panicked } => walk_below_a_drop(root, *panicked, abort),
+        match reason {
+            Reason::Plain | Reason::Given(_) if !state::is_cancelled(prev) => {
+                walk_descendants(root, reason, abort);
             }
+            _ => walk_below_with_own_cause(root, prev, reason, abort),
         }
         root.set(state::SUBTREE_CANCELLED);
     }
     prev
 }
 
-/// The walk below the node of an owner's drop that cancelled it: the
-/// descendants it reaches first get a shared cause that names the owner.
-/// Out of line, cause and all: only a drop with children needs it, and
+/// The walk below `root` that gives what it reaches first `root`'s own
+/// cause (invariant #10): the one it had before this call (its state then
+/// was `prev`; none after a plain cancel), or, for an owner's drop that
+/// cancelled it, the drop's, which names the owner. Out of line, cause and
+/// all: only a drop with children or a repeated cancel needs it, and
 /// firmware pays flash for every inlined copy of making and dropping a
 /// cause.
 #[inline(never)]
-fn walk_below_a_drop(root: &Node, panicked: bool, abort: bool) {
-    let cause = Cause::owner_finished(root.label_cow(), panicked);
-    walk_descendants(root, &Reason::Given(&cause), abort);
-}
-
-/// The walk below `root`, which was cancelled before this call (its state
-/// then was `prev`): the descendants it reaches first get `root`'s own
-/// cause, or none if `root` was cancelled plainly (invariant #10). Out of
-/// line for the same reason as [`walk_below_a_drop`].
-#[inline(never)]
-fn walk_below_a_cancelled(root: &Node, prev: usize, abort: bool) {
-    let cause = super::cause_in(root, prev);
+fn walk_below_with_own_cause(root: &Node, prev: usize, reason: &Reason<'_>, abort: bool) {
+    let own = match reason {
+        // As `root`'s word reads since the drop's RMW.
+        Reason::OwnDrop { panicked } if !state::is_cancelled(prev) => {
+            let panicked = if *panicked { state::PANICKED } else { 0 };
+            prev | state::CANCELLED | state::OWN_DROP | panicked
+        }
+        _ => prev,
+    };
+    let cause = super::cause_in(root, own);
     let below = match &cause {
         Some(cause) => Reason::Given(cause),
         None => Reason::Plain,
