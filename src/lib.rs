@@ -158,8 +158,12 @@
 //! 14. **Guarantee 3 with concurrent cancels.** When any `cancel()` or
 //!     `abort()` returns, every waiter of its subtree has been woken, even
 //!     where another thread's walk marked the nodes first and is still
-//!     waking them. (`wakers.rs`: `at_once_holds_while_another_cancel_is_still_waking`;
-//!     `abort.rs`; `loom.rs`.)
+//!     waking them. One exception: a call made inside a waker that this
+//!     thread runs for the same node (a waker that cancels what it was
+//!     woken for) returns before the rest of that delivery's wakers ran;
+//!     they run before the operation it is inside returns.
+//!     (`wakers.rs`: `at_once_holds_while_another_cancel_is_still_waking`,
+//!     `nested_during_another_threads_delivery`; `abort.rs`; `loom.rs`.)
 //! 15. *(0.2: a list of what a waker must not do. Replaced by 17.)*
 //! 16. **Every wait resolves.** Each future and each blocking wait resolves
 //!     once its condition holds, whoever holds it and whatever was dropped
@@ -177,8 +181,11 @@
 //!     cause, or none after a plain `cancel()`. Likewise a `cancel()`,
 //!     `cancel_with` or `abort()` of a node that is cancelled already
 //!     gives what it reaches the node's own cause, even while the first
-//!     cancel is still on its way down: a subtree cancelled with `SIGTERM`
-//!     reads `SIGTERM` everywhere, however many cancels follow.
+//!     cancel is still on its way down (a staged stop started after
+//!     `SIGTERM` leaves `SIGTERM` everywhere), and two `cancel_with` that
+//!     race on one node leave its subtree the node's cause. "First" is per
+//!     node: a call on a node further down that gets to it before the walk
+//!     from above does gives it its own cause.
 //!     (`causes.rs`, `liveness.rs`, `wakers.rs`: `under_attack`.)
 //! 19. **Fork.** A child made by `fork` that installs its own signal
 //!     handler gets its own signals and its `stop()` returns; a live child

@@ -332,3 +332,50 @@ fn a_staged_stop_racing_the_signal_keeps_the_signals_cause() {
         }
     }
 }
+
+/// Calls racing on one node (two `cancel_with`, a plain `cancel`): the
+/// node's cause is the first filler's (or none, if the plain one's RMW
+/// came first), and its whole subtree agrees with it, whichever call's
+/// walk goes down first (a second review found the subtree split, 1–3
+/// rounds in 3,000).
+#[test]
+fn racing_causes_on_one_node_leave_the_subtree_the_nodes_cause() {
+    for round in 0..scaled(3000, 10) {
+        let root = Phaser::new();
+        let node = root.child().unwrap();
+        let mut below = Vec::new();
+        for _ in 0..6 {
+            let child = node.child().unwrap();
+            for _ in 0..3 {
+                below.push(child.child().unwrap());
+            }
+            below.push(child);
+        }
+        let token = node.token();
+        let start = Barrier::new(3);
+        thread::scope(|s| {
+            s.spawn(|| {
+                start.wait();
+                token.cancel_with("SIGTERM");
+            });
+            s.spawn(|| {
+                start.wait();
+                token.cancel_with("other");
+            });
+            s.spawn(|| {
+                start.wait();
+                if round % 2 == 0 {
+                    token.cancel();
+                }
+            });
+        });
+        let own = text(node.cause());
+        for (i, below) in below.iter().enumerate() {
+            assert_eq!(
+                text(below.cause()),
+                own,
+                "round {round}: node {i} below and the node"
+            );
+        }
+    }
+}

@@ -336,3 +336,124 @@ fn a_cause_that_panics_when_the_walk_frees_its_node() {
         drop(a_cancelled);
     }
 }
+
+/// A panic payload whose destructor panics (`panic_any`): the first panic
+/// of an operation is held, a second one's payload is dropped, and that
+/// drop must be contained too (a second review: it unwound through the
+/// walk and left the child live).
+struct PayloadPanicsOnDrop;
+
+impl Drop for PayloadPanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("the payload's destructor panics");
+        }
+    }
+}
+
+#[test]
+fn a_second_panic_whose_payload_panics_when_dropped() {
+    let root = Phaser::new();
+    let child = root.child().unwrap();
+    let first = common::waker(|| panic!("first waker"));
+    let second = common::waker(|| std::panic::panic_any(PayloadPanicsOnDrop));
+    let mut one = root.cancelled();
+    let mut two = root.cancelled();
+    assert!(common::poll_once(&mut one, &first).is_pending());
+    assert!(common::poll_once(&mut two, &second).is_pending());
+    let cancelled = catch_unwind(AssertUnwindSafe(|| root.cancel()));
+    let raised = cancelled.expect_err("a waker's panic comes out of cancel()");
+    assert_eq!(
+        raised.downcast_ref::<&str>(),
+        Some(&"first waker"),
+        "the first panic wins"
+    );
+    assert!(child.is_cancelled(), "the walk ran to its end");
+    let later = catch_unwind(AssertUnwindSafe(|| Phaser::new().cancel()));
+    assert!(later.is_ok(), "nothing is left held for a later call");
+}
+
+/// The owner's drop frees its node after the cascade held a waker's panic,
+/// and the node's cause panics when freed: the held panic still comes out
+/// of this drop, not out of some later, unrelated call.
+#[test]
+fn a_held_panic_comes_out_of_its_own_drop_when_the_free_panics_too() {
+    let armed = Arc::new(AtomicBool::new(false));
+    let parent = Phaser::new();
+    let child = parent.child().unwrap();
+    child.cancel_with(Cause::new(PanicsOnDrop(armed.clone())));
+    parent.cancel();
+    let panicking = common::waker(|| panic!("the parent's turn waker"));
+    let mut turn = parent.turn();
+    assert!(common::poll_once(&mut turn, &panicking).is_pending());
+    armed.store(true, Ordering::SeqCst);
+    let dropped = catch_unwind(AssertUnwindSafe(|| drop(child)));
+    assert!(dropped.is_err(), "a panic comes out of the child's drop");
+    assert!(!armed.load(Ordering::SeqCst), "the cause was freed");
+    let later = catch_unwind(AssertUnwindSafe(|| Phaser::new().cancel()));
+    assert!(
+        later.is_ok(),
+        "an unrelated later cancel() raised a held panic"
+    );
+    drop(turn);
+}
+
+/// A waker whose drop runs a tree operation (it cancels an unrelated node),
+/// dropped by the delivery while another waker's panic is held: the held
+/// panic comes out of the outer cancel, not out of the operation inside
+/// the user's destructor, which runs to its end.
+#[test]
+fn a_held_panic_is_not_raised_inside_a_wakers_drop() {
+    struct CancelsWhenDropped {
+        unrelated: phaseout::Token,
+        finished: Arc<AtomicBool>,
+        future: Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
+    }
+    impl Wake for CancelsWhenDropped {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            // The task drops its future: the delivery holds the last
+            // reference to this waker.
+            let future = self.future.lock().unwrap().take();
+            drop(future);
+        }
+    }
+    impl Drop for CancelsWhenDropped {
+        fn drop(&mut self) {
+            self.unrelated.cancel();
+            self.finished.store(true, Ordering::SeqCst);
+        }
+    }
+    let root = Phaser::new();
+    let unrelated = Phaser::new();
+    let finished = Arc::new(AtomicBool::new(false));
+    let panicking = common::waker(|| panic!("first waker"));
+    let mut first = root.cancelled();
+    assert!(common::poll_once(&mut first, &panicking).is_pending());
+    {
+        let task = Arc::new(CancelsWhenDropped {
+            unrelated: unrelated.token(),
+            finished: finished.clone(),
+            future: Mutex::new(None),
+        });
+        let mut future: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(root.cancelled());
+        let waker = Waker::from(Arc::clone(&task));
+        assert!(future
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        *task.future.lock().unwrap() = Some(future);
+    }
+    let cancelled = catch_unwind(AssertUnwindSafe(|| root.cancel()));
+    assert!(
+        cancelled.is_err(),
+        "the first waker's panic comes out of cancel()"
+    );
+    assert!(unrelated.is_cancelled());
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "the waker's drop ran to its end (the held panic was not raised inside it)"
+    );
+}

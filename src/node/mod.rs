@@ -107,7 +107,9 @@
 //!     `HAS_CAUSE` in one RMW, only if the node was not cancelled yet. (So
 //!     when two causes race, the node's cause is the first *filler's*, even
 //!     if the other call's RMW set the bit: both calls are concurrent, and
-//!     either order explains it.) The
+//!     either order explains it. The walk below passes down the slot's
+//!     cause, not its own argument, so the subtree agrees with the node.)
+//!     The
 //!     owner's drop sets `CANCELLED | OWN_DROP` (and `PANICKED`) in one RMW
 //!     instead, with no slot, if the node was not cancelled yet; only then
 //!     does its walk give the descendants it reaches first a cause naming

@@ -11,7 +11,7 @@ use core::mem::ManuallyDrop;
 use core::ops::Deref;
 
 use super::drain::drain_cascade;
-use super::{end_of_operation, lock, new_child, state, trace, walk, Node, NodeRef};
+use super::{contain, end_of_operation, lock, new_child, state, trace, walk, Node, NodeRef};
 use crate::label::Label;
 
 /// The owner's count of a node. Dropping it is the owner's exit: see
@@ -124,9 +124,12 @@ pub(super) unsafe fn release_owner(owner: &mut ManuallyDrop<NodeRef>, panicked: 
     // SAFETY: `owner` holds the count (caller).
     let drained_here = unsafe { release_owner_unraised(NodeRef::as_ptr(owner), panicked) };
     if drained_here {
+        // Freeing the node runs its cause's destructor, user code: its
+        // panic must not skip the end of the operation, which raises a
+        // waker's panic held meanwhile (invariant #15).
         // SAFETY: drained here, so the count is still the caller's, and
         // the caller does not use `owner` again.
-        unsafe { ManuallyDrop::drop(owner) }
+        contain(|| unsafe { ManuallyDrop::drop(owner) });
     }
     end_of_operation();
     drained_here

@@ -345,7 +345,6 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
     for relay in &to_wake {
         contain(|| relay.user.wake_by_ref());
     }
-    drop(unlink);
     // Only now are this call's records delivered: out of the list with
     // them. They may be dropped under the list's lock because none of them
     // is a relay's last reference: `to_wake` holds a clone of each (every
@@ -370,7 +369,10 @@ pub(crate) fn deliver(node: &Node, notify: impl FnOnce()) {
     // stops above a live child, a drain that frees a node still linked).
     // `clear` empties the buffer even then (the length is reset first, and
     // the other elements are still dropped).
+    // The frame stays linked meanwhile: a drop that runs a tree operation
+    // is inside this delivery, so a held panic is not raised inside it.
     contain(|| to_wake.clear());
+    drop(unlink);
     if to_wake.capacity() <= KEEP {
         let _ = TO_WAKE.try_with(|buffer| buffer.set(to_wake));
     }
@@ -388,13 +390,32 @@ pub(crate) fn contain(f: impl FnOnce()) {
 /// A waker panicked: keep the panic for the end of the tree operation
 /// that notified (the first one wins; [`raise_held`]).
 fn hold(panic: Box<dyn Any + Send>) {
-    let _ = HELD_PANIC.try_with(|slot| {
-        let mut slot = slot.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(panic);
-            let _ = PANIC_HELD.try_with(|held| held.set(true));
-        }
-    });
+    let surplus = HELD_PANIC
+        .try_with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(panic);
+                let _ = PANIC_HELD.try_with(|held| held.set(true));
+                None
+            } else {
+                Some(panic)
+            }
+        })
+        .unwrap_or_else(|std::thread::AccessError { .. }| None);
+    if let Some(surplus) = surplus {
+        drop_payload(surplus);
+    }
+}
+
+/// Drops a panic's payload that will not be raised. The payload is user
+/// data (`panic_any`), and its destructor may panic too: that must not
+/// unwind out of the operation either, so it is caught, and what that
+/// second panic carries is leaked rather than dropped (a destructor that
+/// panics again would start this over).
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| drop(payload))) {
+        core::mem::forget(again);
+    }
 }
 
 /// Ends a tree operation (a cancel walk, an owner's drop) that may have
@@ -421,7 +442,9 @@ pub(crate) fn raise_held() {
         .ok()
         .flatten();
     if let Some(panic) = panic {
-        if !std::thread::panicking() {
+        if std::thread::panicking() {
+            drop_payload(panic); // already unwinding: dropped, contained
+        } else {
             std::panic::resume_unwind(panic);
         }
     }

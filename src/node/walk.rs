@@ -95,9 +95,7 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
         // staged stop) passes `a` down, not its own reason, so the subtree
         // reads one cause whichever walk gets to a node first.
         match reason {
-            Reason::Plain | Reason::Given(_) if !state::is_cancelled(prev) => {
-                walk_descendants(root, reason, abort);
-            }
+            Reason::Plain if !state::is_cancelled(prev) => walk_descendants(root, reason, abort),
             _ => walk_below_with_own_cause(root, prev, reason, abort),
         }
         root.set(state::SUBTREE_CANCELLED);
@@ -107,20 +105,25 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
 
 /// The walk below `root` that gives what it reaches first `root`'s own
 /// cause (invariant #10): the one it had before this call (its state then
-/// was `prev`; none after a plain cancel), or, for an owner's drop that
-/// cancelled it, the drop's, which names the owner. Out of line, cause and
-/// all: only a drop with children or a repeated cancel needs it, and
-/// firmware pays flash for every inlined copy of making and dropping a
-/// cause.
+/// was `prev`; none after a plain cancel), or the one this call's RMW gave
+/// it: a drop's names the owner, a `cancel_with`'s is the slot's. Out of
+/// line, cause and all: firmware pays flash for every inlined copy of
+/// making and dropping a cause.
 #[inline(never)]
 fn walk_below_with_own_cause(root: &Node, prev: usize, reason: &Reason<'_>, abort: bool) {
     let own = match reason {
-        // As `root`'s word reads since the drop's RMW.
-        Reason::OwnDrop { panicked } if !state::is_cancelled(prev) => {
+        _ if state::is_cancelled(prev) => prev,
+        // As `root`'s word reads since this call's RMW. A drop's cause names
+        // the owner.
+        Reason::OwnDrop { panicked } => {
             let panicked = if *panicked { state::PANICKED } else { 0 };
             prev | state::CANCELLED | state::OWN_DROP | panicked
         }
-        _ => prev,
+        // `cancel_with`: the slot's cause, which is this call's or that of
+        // a racing `cancel_with` that filled the slot first (invariant
+        // #10): the node and what this walk reaches agree either way.
+        Reason::Given(_) => prev | state::CANCELLED | state::HAS_CAUSE,
+        Reason::Plain => prev | state::CANCELLED,
     };
     let cause = super::cause_in(root, own);
     let below = match &cause {
