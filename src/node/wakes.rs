@@ -390,19 +390,16 @@ pub(crate) fn contain(f: impl FnOnce()) {
 /// A waker panicked: keep the panic for the end of the tree operation
 /// that notified (the first one wins; [`raise_held`]).
 fn hold(panic: Box<dyn Any + Send>) {
-    let surplus = HELD_PANIC
-        .try_with(|slot| {
-            let mut slot = slot.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(panic);
-                let _ = PANIC_HELD.try_with(|held| held.set(true));
-                None
-            } else {
-                Some(panic)
-            }
-        })
-        .unwrap_or_else(|std::thread::AccessError { .. }| None);
-    if let Some(surplus) = surplus {
+    let mut panic = Some(panic);
+    let _ = HELD_PANIC.try_with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot = panic.take();
+            let _ = PANIC_HELD.try_with(|held| held.set(true));
+        }
+    });
+    // A later panic of the same operation, or one caught at thread exit.
+    if let Some(surplus) = panic {
         drop_payload(surplus);
     }
 }
