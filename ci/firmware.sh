@@ -89,8 +89,12 @@ elf=$fw/target/thumbv7m-none-eabi/release/phaseout-firmware-cortex-m
 # measuring nothing.
 mkdir -p target
 rm -f target/fw-with-phaseout target/fw-baseline
-(cd $fw && cargo build --release -q --target-dir target) && cp $elf target/fw-with-phaseout
-(cd $fw && cargo build --release -q --target-dir target --no-default-features --features baseline) && cp $elf target/fw-baseline
+# Source paths end up in the flash (panic locations): mapped to fixed
+# prefixes, so that the figure is the same on every machine and in every
+# checkout, whatever its path.
+remap="target.thumbv7m-none-eabi.rustflags=['--remap-path-prefix=$PWD=/phaseout', '--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo']"
+(cd $fw && cargo build --release -q --target-dir target --config "$remap") && cp $elf target/fw-with-phaseout
+(cd $fw && cargo build --release -q --target-dir target --config "$remap" --no-default-features --features baseline) && cp $elf target/fw-baseline
 "$size" target/fw-with-phaseout target/fw-baseline
 read -r text_with data_with bss_with _ < <("$size" target/fw-with-phaseout 2>/dev/null | tail -n 1)
 read -r text_base data_base bss_base _ < <("$size" target/fw-baseline 2>/dev/null | tail -n 1)

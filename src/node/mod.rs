@@ -418,11 +418,7 @@ fn end_of_operation() {
 /// Why `node` is shutting down (invariant #10): `None` while it is live
 /// or if a plain `cancel()` reached it first.
 pub(crate) fn cause_of(node: &Node) -> Option<Cause> {
-    cause_in(node, node.load())
-}
-
-/// `node`'s cause, as its state word `word` (read with acquire) tells.
-fn cause_in(node: &Node, word: usize) -> Option<Cause> {
+    let word = node.load();
     if !state::is_cancelled(word) {
         None
     } else if word & state::OWN_DROP != 0 {

@@ -96,7 +96,7 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
         // reads one cause whichever walk gets to a node first.
         match reason {
             Reason::Plain if !state::is_cancelled(prev) => walk_descendants(root, reason, abort),
-            _ => walk_below_with_own_cause(root, prev, reason, abort),
+            _ => walk_below_with_own_cause(root, abort),
         }
         root.set(state::SUBTREE_CANCELLED);
     }
@@ -104,28 +104,15 @@ fn walk(root: &Node, reason: &Reason<'_>, abort: bool, if_childless: usize) -> u
 }
 
 /// The walk below `root` that gives what it reaches first `root`'s own
-/// cause (invariant #10): the one it had before this call (its state then
-/// was `prev`; none after a plain cancel), or the one this call's RMW gave
-/// it: a drop's names the owner, a `cancel_with`'s is the slot's. Out of
-/// line, cause and all: firmware pays flash for every inlined copy of
-/// making and dropping a cause.
+/// cause (invariant #10), read from the node now that it is cancelled (and
+/// so final): the one it had before this call (none after a plain cancel),
+/// or the one this call's RMW gave it (a drop's names the owner, a
+/// `cancel_with`'s is the slot's, perhaps a racing call's). Out of line,
+/// cause and all: firmware pays flash for every inlined copy of making and
+/// dropping a cause.
 #[inline(never)]
-fn walk_below_with_own_cause(root: &Node, prev: usize, reason: &Reason<'_>, abort: bool) {
-    let own = match reason {
-        _ if state::is_cancelled(prev) => prev,
-        // As `root`'s word reads since this call's RMW. A drop's cause names
-        // the owner.
-        Reason::OwnDrop { panicked } => {
-            let panicked = if *panicked { state::PANICKED } else { 0 };
-            prev | state::CANCELLED | state::OWN_DROP | panicked
-        }
-        // `cancel_with`: the slot's cause, which is this call's or that of
-        // a racing `cancel_with` that filled the slot first (invariant
-        // #10): the node and what this walk reaches agree either way.
-        Reason::Given(_) => prev | state::CANCELLED | state::HAS_CAUSE,
-        Reason::Plain => prev | state::CANCELLED,
-    };
-    let cause = super::cause_in(root, own);
+fn walk_below_with_own_cause(root: &Node, abort: bool) {
+    let cause = super::cause_of(root);
     let below = match &cause {
         Some(cause) => Reason::Given(cause),
         None => Reason::Plain,
@@ -137,32 +124,32 @@ fn walk_below_with_own_cause(root: &Node, prev: usize, reason: &Reason<'_>, abor
 fn walk_descendants(root: &Node, reason: &Reason<'_>, abort: bool) {
     let mut stack = Vec::new();
     for_each_child(root, |child| stack.push(Visit::Down(child)));
+    // The walk's reference to a node may be its last (its owner left
+    // meanwhile): freeing it runs its cause's destructor, user code, whose
+    // panic must not stop the walk half-way (invariant #15); hence each
+    // release in `contain`.
     while let Some(visit) = stack.pop() {
-        let visited = match visit {
+        match visit {
             Visit::Down(node) => {
                 let prev = mark_cancelled(&node, reason, abort, 0, false);
                 let done_already = !abort && prev & state::SUBTREE_CANCELLED != 0;
                 if done_already || state::live_children(prev) == 0 {
-                    node // done already, or a leaf (marked in the same RMW)
-                } else {
-                    // `Up` goes *below* the children, so it is popped after
-                    // all of them are done (inserting moves only this node's
-                    // children, and saves a reference count).
-                    let below_children = stack.len();
-                    for_each_child(&node, |child| stack.push(Visit::Down(child)));
-                    stack.insert(below_children, Visit::Up(node));
+                    // Done already, or a leaf (marked in the same RMW).
+                    contain(|| drop(node));
                     continue;
                 }
+                // `Up` goes *below* the children, so it is popped after all
+                // of them are done (inserting moves only this node's
+                // children, and saves a reference count).
+                let below_children = stack.len();
+                for_each_child(&node, |child| stack.push(Visit::Down(child)));
+                stack.insert(below_children, Visit::Up(node));
             }
             Visit::Up(node) => {
                 node.set(state::SUBTREE_CANCELLED);
-                node
+                contain(|| drop(node));
             }
-        };
-        // The walk's reference may be the node's last (its owner left
-        // meanwhile): freeing it runs its cause's destructor, user code,
-        // whose panic must not stop the walk half-way (invariant #15).
-        contain(|| drop(visited));
+        }
     }
 }
 
