@@ -406,13 +406,18 @@ fn hold(panic: Box<dyn Any + Send>) {
 
 /// Drops a panic's payload that will not be raised. The payload is user
 /// data (`panic_any`), and its destructor may panic too: that must not
-/// unwind out of the operation either, so it is caught, and what that
-/// second panic carries is leaked rather than dropped (a destructor that
-/// panics again would start this over).
+/// unwind out of the operation either, so it is caught, and the payload of
+/// that panic dropped the same way. A chain of destructors that keep
+/// panicking is cut after a few links: the last payload is leaked.
 fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(again) = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| drop(payload))) {
-        core::mem::forget(again);
+    let mut payload = payload;
+    for _ in 0..4 {
+        match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| drop(payload))) {
+            Ok(()) => return,
+            Err(again) => payload = again,
+        }
     }
+    core::mem::forget(payload);
 }
 
 /// Ends a tree operation (a cancel walk, an owner's drop) that may have
