@@ -6,6 +6,11 @@
 //! the middle of it (a review found all three: a walk stopped above a live
 //! child, a list unlinked but still counted, a drained node freed while its
 //! parent still linked it, which Miri reported as a use after free).
+//!
+//! With `std` only: without it there is no thread-local state to hold a
+//! panic in, a waker runs inside event-listener's notify, and a panic there
+//! is the firmware's end (crate docs, "Wakers").
+#![cfg(feature = "std")]
 
 mod common;
 

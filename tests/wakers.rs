@@ -836,6 +836,7 @@ mod at_thread_exit {
 /// delivery used to leave everything but its own notify's records to the
 /// delivery it runs inside, which had collected its list before C
 /// recorded anything: nobody on A woke C's records.
+#[cfg(feature = "std")]
 mod nested_during_another_threads_delivery {
     use std::future::Future;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
