@@ -265,6 +265,13 @@ pub use crate::report::{NodeState, Report, ReportEntry};
 pub use crate::staged::{Staged, Stopped};
 pub use crate::token::Token;
 
+/// Under `--cfg loom` only (outside semver): makes every release of a
+/// child-list lock with sleepers hand the lock over (`true`) or wake them all
+/// (`false`), so that `tests/loom.rs` explores each path.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use crate::node::loom_lock_hand_over_always;
+
 #[cfg(test)]
 mod send_sync_checks {
     fn is_send_sync<T: Send + Sync>() {}

@@ -168,21 +168,34 @@ fn last_child_wakes_turn_vs_owner_dropping_at_turn() {
 ///    that is never woken is a deadlock, which loom reports.
 #[test]
 fn lock_sleeper_vs_release() {
-    model(2, || {
-        let parent = loom::sync::Arc::new(Phaser::new());
-        let old = parent.child().unwrap();
-        let maker = {
-            let parent = parent.clone();
-            thread::spawn(move || parent.child().ok())
-        };
-        let dropper = thread::spawn(move || drop(old));
-        let made = maker.join().unwrap();
-        dropper.join().unwrap();
-        assert_eq!(parent.live_children(), usize::from(made.is_some()));
-        parent.cancel();
-        drop(made);
-        assert!(parent.is_turn());
-    });
+    phaseout::loom_lock_hand_over_always(false);
+    model(2, lock_sleeper_scenario);
+}
+
+/// 8b. The same, where every release that finds a sleeper hands the lock
+///     over to it (fairness; `lock.rs`): the heir continues as the holder,
+///     and a lost hand-over is a deadlock too.
+#[test]
+fn lock_hand_over_vs_release() {
+    phaseout::loom_lock_hand_over_always(true);
+    model(2, lock_sleeper_scenario);
+    phaseout::loom_lock_hand_over_always(false);
+}
+
+fn lock_sleeper_scenario() {
+    let parent = loom::sync::Arc::new(Phaser::new());
+    let old = parent.child().unwrap();
+    let maker = {
+        let parent = parent.clone();
+        thread::spawn(move || parent.child().ok())
+    };
+    let dropper = thread::spawn(move || drop(old));
+    let made = maker.join().unwrap();
+    dropper.join().unwrap();
+    assert_eq!(parent.live_children(), usize::from(made.is_some()));
+    parent.cancel();
+    drop(made);
+    assert!(parent.is_turn());
 }
 
 /// 9. A waiter whose announcement finds `HAS_WAITERS` already set (an earlier

@@ -6,37 +6,65 @@
 //! waits while `LOCKED` is set ([`update`]), so the holder knows the whole
 //! word and can compute that final value itself.
 //!
-//! # Waiting: spin briefly, then sleep
+//! # Waiting: spin briefly, then sleep, and never starve
 //!
 //! A holder normally keeps the lock for a few dozen nanoseconds, so a waiter
 //! first spins a little. But a holder can be preempted: by the scheduler on
 //! an oversubscribed machine, or for good when the waiter is a real-time
 //! thread of higher priority on the same CPU, which would then spin forever.
 //! So with `std`, after [`SPINS`] looks a waiter **sleeps until the holder
-//! releases the lock**:
+//! releases the lock** (module `parking`):
 //!
-//! 1. the sleeper registers a listener on the parking event of the word's
-//!    address;
-//! 2. it sets `LOCK_SLEEPERS` with a compare-and-swap that succeeds only
-//!    while `LOCKED` is set. This is a write even when the bit is already
-//!    set, so the holder's release below reads it;
-//! 3. it sleeps on the listener, and re-checks when woken.
+//! 1. under the mutex of its parking slot (a static table indexed by the
+//!    word's address), the sleeper sets `LOCK_SLEEPERS` with a
+//!    compare-and-swap that succeeds only while `LOCKED` is set, and queues
+//!    itself in the slot;
+//! 2. it parks its thread until a release marks it woken.
 //!
-//! The holder releases with a swap, a read-modify-write. If the value it
-//! replaced has `LOCK_SLEEPERS`, it wakes every sleeper of that parking
-//! event. No sleeper is missed: its step 2 either comes before the swap in
-//! the word's modification order (then the swap reads `LOCK_SLEEPERS`, and
-//! through release/acquire the listener of step 1 is registered before the
-//! wake), or after it (then the swap cleared `LOCKED`, the compare-and-swap
-//! fails and the sleeper does not sleep).
+//! The holder releases with a compare-and-swap from the locked value it
+//! knows (nothing but `LOCK_SLEEPERS` can change the word meanwhile). If
+//! that fails, a sleeper announced itself: the holder takes the slot's
+//! mutex, where every sleeper that set the bit is queued by now, and wakes
+//! the sleepers of this word. No sleeper is missed: a sleeper's
+//! compare-and-swap either comes before the holder's in the word's
+//! modification order (then the holder's fails and it finds the sleeper in
+//! the queue), or after it (then the word is unlocked, the sleeper's fails
+//! and it does not sleep).
 //!
-//! The parking events are a static table indexed by address, not a field
-//! of the node: once the lock is released the node may be freed at once
-//! (node invariant #7), so the holder must not touch it again. Nodes that
-//! share a slot only wake each other spuriously; a woken thread re-checks.
+//! **Fairness.** Usually the release wakes every sleeper of the word and
+//! they race for it with the spinners (after a wake a waiter spins again
+//! before it sleeps again), which keeps the lock busy. But a thread that
+//! keeps losing that race waits one scheduling round per loss: with dozens
+//! of threads on two cores, hundreds of milliseconds. So a sleeper that was
+//! woken once and found the lock taken again is *passed over*, and the next
+//! release **hands the lock to the oldest such sleeper** instead: it writes
+//! the word's new value with `LOCKED` still set (and `LOCK_SLEEPERS` if
+//! more sleepers of the word stay queued), and the woken thread continues
+//! as the holder; nobody can barge past it. A waiter that only wanted to
+//! write the word ([`update`]) makes its change and releases at once.
 //!
-//! An uncontended lock costs one compare-and-swap to take and one swap to
-//! release; the wake is paid only when somebody sleeps.
+//! Why "passed over once" and not "waited longer than some time": a
+//! hand-over leaves the lock idle until the heir's thread runs, so under a
+//! time rule every waiter soon waits long enough, every release hands
+//! over, and the lock moves only at the pace of thread wake-ups (measured
+//! at 64 threads on 2 cores: 50 times slower). Under this rule a hand-over
+//! serves only sleepers that already lost a race; new sleepers start
+//! unmarked, so the lock goes back to racing as soon as they are served.
+//! `benches/oversubscribed.rs` measures the worst single operation.
+//!
+//! The uncontended path does not pay for any of this: its release is the
+//! same one compare-and-swap either way.
+//!
+//! The parking slots are static, not a field of the node: once the lock is
+//! released the node may be freed at once (node invariant #7), so the
+//! holder must not touch it again; a hand-over does not release it (the
+//! woken thread is inside an operation on the node, so it keeps it alive).
+//! Nodes that share a slot only share its mutex: each sleeper is queued
+//! with its word's address and woken only by that word's release.
+//!
+//! An uncontended lock costs one compare-and-swap to take and one to
+//! release; a sleeper costs its queue entry, and a wake only when somebody
+//! sleeps.
 //!
 //! # Without `std`
 //!
@@ -73,7 +101,10 @@ pub(super) fn update(word: &AtomicUsize, mut change: impl FnMut(usize) -> Option
     let mut current = word.load(Ordering::Acquire);
     loop {
         if current & LOCKED != 0 {
-            current = wait_unlocked(word);
+            match wait_unlocked(word) {
+                Wait::Unlocked(now) => current = now,
+                Wait::HandedOver(now) => return change_handed_over(word, now, change),
+            }
             continue;
         }
         let Some(next) = change(current) else {
@@ -84,6 +115,33 @@ pub(super) fn update(word: &AtomicUsize, mut change: impl FnMut(usize) -> Option
             Err(actual) => current = actual,
         }
     }
+}
+
+/// How a wait for the lock ended.
+enum Wait {
+    /// The word was seen unlocked, with this value.
+    Unlocked(usize),
+    /// The releasing holder handed the lock to this thread (fairness): the
+    /// word is locked by us, and this is its value without the lock bits.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    HandedOver(usize),
+}
+
+/// [`update`] for a waiter that the lock was handed to: it holds the lock,
+/// so its change cannot race. A `lock()` keeps holding it; any other change
+/// is written, and the lock released, at once. Returns the value before.
+#[cold]
+fn change_handed_over(
+    word: &AtomicUsize,
+    current: usize,
+    mut change: impl FnMut(usize) -> Option<usize>,
+) -> usize {
+    match change(current) {
+        Some(next) if next & LOCKED != 0 => {}
+        Some(next) => unlock(word, current, next),
+        None => unlock(word, current, current),
+    }
+    current
 }
 
 /// Takes the lock; returns the word as it was (without `LOCKED`).
@@ -128,116 +186,385 @@ impl<'a> Held<'a> {
             next & (LOCKED | LOCK_SLEEPERS) == 0,
             "phaseout: a lock holder wrote LOCKED"
         );
-        let word = self.word;
+        let (word, before) = (self.word, self.before);
         core::mem::forget(self);
-        unlock(word, next);
+        unlock(word, before, next);
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        unlock(self.word, self.before);
+        unlock(self.word, self.before, self.before);
     }
 }
 
-/// Writes `next` and so releases the lock; wakes sleepers if there are any.
+/// Writes `next` and so releases the lock that this thread took when the
+/// word was `before` (without the lock bits); wakes sleepers, or hands the
+/// lock to one of them, if any announced themselves.
 #[inline]
-fn unlock(word: &AtomicUsize, next: usize) {
+fn unlock(word: &AtomicUsize, before: usize, next: usize) {
     #[cfg(feature = "std")]
     {
-        // Only the address is kept: it names the parking slot.
-        let key = word as *const AtomicUsize as usize;
-        let prev = word.swap(next, Ordering::AcqRel);
-        if prev & LOCK_SLEEPERS != 0 {
-            parking::wake_all(key);
+        // While we hold the lock only `LOCK_SLEEPERS` can be added, so the
+        // word is exactly this unless a sleeper announced itself. Release:
+        // the next holder sees the list as we left it.
+        let locked = before | LOCKED;
+        if word
+            .compare_exchange(locked, next, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            parking::release_to_sleepers(word, next);
         }
     }
     #[cfg(not(feature = "std"))]
-    word.store(next, Ordering::Release);
+    {
+        let _ = before;
+        word.store(next, Ordering::Release);
+    }
 }
 
-/// Waits until `word` is not locked; returns the value that showed it.
-/// Spins (without `std`, for as long as it takes), then sleeps.
+/// Waits until `word` is not locked, or the lock is handed to us.
+/// Spins (without `std`, for as long as it takes), then sleeps; after a
+/// wake that did not hand the lock over, spins again before sleeping again.
 #[cold]
-fn wait_unlocked(word: &AtomicUsize) -> usize {
+fn wait_unlocked(word: &AtomicUsize) -> Wait {
     #[cfg(feature = "std")]
-    let mut looks = 0;
+    let mut sleeper = None;
     loop {
         #[cfg(feature = "std")]
-        {
-            if looks == SPINS {
-                return parking::sleep_while_locked(word);
+        for _ in 0..SPINS {
+            spin_loop();
+            let current = word.load(Ordering::Acquire);
+            if current & LOCKED == 0 {
+                return Wait::Unlocked(current);
             }
-            looks += 1;
         }
-        spin_loop();
-        let current = word.load(Ordering::Acquire);
-        if current & LOCKED == 0 {
-            return current;
+        #[cfg(feature = "std")]
+        if let Some(wait) = parking::sleep_while_locked(word, &mut sleeper) {
+            return wait;
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            spin_loop();
+            let current = word.load(Ordering::Acquire);
+            if current & LOCKED == 0 {
+                return Wait::Unlocked(current);
+            }
         }
     }
 }
 
 /// Where threads sleep while a lock is held (module doc).
 #[cfg(feature = "std")]
-mod parking {
-    use event_listener::{Event, Listener};
+pub(crate) mod parking {
+    #[cfg(loom)]
+    use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+    #[cfg(not(loom))]
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-    use super::{AtomicUsize, Ordering, LOCKED, LOCK_SLEEPERS};
+    use super::{AtomicUsize, Ordering, Wait, LOCKED, LOCK_SLEEPERS};
 
-    /// How many parking events there are. Sleeping is rare (a preempted
-    /// holder), so a few suffice; more only make spurious wake-ups rarer.
+    /// How many parking slots there are. Sleeping is rare (a preempted
+    /// holder), so a few suffice; more only make their mutexes less shared.
     const SLOTS: usize = 64;
 
+    /// A thread asleep in a slot, until a release of `word` marks it.
+    pub(super) struct Sleeper {
+        /// The address of the word it waits for; only compared, never read.
+        word: usize,
+        /// [`ASLEEP`], [`WOKEN`] or [`HANDED_OVER`], and where the thread
+        /// waits for it to change: a condition variable of its own, not the
+        /// thread's park token, because a lock may be taken in a
+        /// thread-local's destructor, where `thread::current()` is gone.
+        state: Mutex<usize>,
+        changed: Condvar,
+        /// Whether a release woke it and it found the lock taken again:
+        /// the next release hands the lock to it (module doc, "Fairness").
+        /// Only touched under the slot mutex, which orders the accesses
+        /// (so relaxed, and not one of loom's atomics).
+        passed_over: core::sync::atomic::AtomicBool,
+    }
+
+    const ASLEEP: usize = 0;
+    /// Woken by a release that wrote the word unlocked: try again.
+    const WOKEN: usize = 1;
+    /// Woken by a release that handed the lock over: we hold it.
+    const HANDED_OVER: usize = 2;
+
+    impl Sleeper {
+        /// Marks it `state` and wakes its thread.
+        fn wake(&self, state: usize) {
+            *lock(&self.state) = state;
+            self.changed.notify_one();
+        }
+
+        /// Whether the release should hand the lock to it.
+        fn starving(&self) -> bool {
+            #[cfg(loom)]
+            if HAND_OVER_ALWAYS.with(|policy| policy.get()) {
+                return true;
+            }
+            self.passed_over.load(core::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    // Under loom: whether every release with sleepers hands the lock over,
+    // so that a model can explore that path without the many steps a
+    // passed-over sleeper takes. Per test thread (loom runs a model's
+    // threads on the thread that checks it), so models running in
+    // parallel do not change each other's.
+    #[cfg(loom)]
+    std::thread_local! {
+        static HAND_OVER_ALWAYS: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+
+    /// Under loom, chooses the release's policy for the models that this
+    /// thread checks next.
+    #[cfg(loom)]
+    pub fn hand_over_always(always: bool) {
+        HAND_OVER_ALWAYS.with(|policy| policy.set(always));
+    }
+
+    // How many hand-overs this thread's releases made (the unit tests').
+    #[cfg(test)]
+    std::thread_local! {
+        pub(super) static HAND_OVERS_BY_THIS_THREAD: core::cell::Cell<usize> =
+            const { core::cell::Cell::new(0) };
+    }
+
+    /// The sleepers of one slot, oldest first.
+    type Queue = Vec<Arc<Sleeper>>;
+
+    /// Locks `mutex`. Nothing panics while one of these is held, and a
+    /// poisoned one would still hold consistent data.
+    fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+        #[cfg(not(loom))]
+        return mutex.lock().unwrap_or_else(PoisonError::into_inner);
+        #[cfg(loom)]
+        return mutex.lock().unwrap();
+    }
+
     #[cfg(not(loom))]
-    static EVENTS: [Event; SLOTS] = [const { Event::new() }; SLOTS];
+    static SLOT_QUEUES: [Mutex<Queue>; SLOTS] = [const { Mutex::new(Vec::new()) }; SLOTS];
 
     #[cfg(loom)]
     loom::lazy_static! {
-        static ref EVENTS: Vec<Event> = (0..SLOTS).map(|_| Event::new()).collect();
+        static ref SLOT_QUEUES: std::vec::Vec<Mutex<Queue>> =
+            (0..SLOTS).map(|_| Mutex::new(Vec::new())).collect();
     }
 
-    /// The parking event of the word at address `key`.
-    fn event(key: usize) -> &'static Event {
+    /// The queue of the slot of the word at address `key`, locked.
+    fn queue_of(key: usize) -> MutexGuard<'static, Queue> {
         // Nodes are heap blocks of at least 32 bytes: drop the low bits,
         // then spread the rest over the slots.
         let slot = (key >> 5).wrapping_mul(0x9E37_79B9) >> 7;
-        &EVENTS[slot % SLOTS]
+        lock(&SLOT_QUEUES[slot % SLOTS])
     }
 
-    /// Sleeps until `word` is not locked; returns the value that showed it.
-    pub(super) fn sleep_while_locked(word: &AtomicUsize) -> usize {
-        let event = event(word as *const AtomicUsize as usize);
-        loop {
-            let listener = event.listen();
+    /// Sleeps once until `word` is released; `sleeper` is this wait's
+    /// queue entry, made at its first sleep and kept for the next ones.
+    /// Returns `None` when woken without the lock (the caller spins
+    /// again), or how the wait ended.
+    pub(super) fn sleep_while_locked(
+        word: &AtomicUsize,
+        sleeper: &mut Option<Arc<Sleeper>>,
+    ) -> Option<Wait> {
+        let key = word as *const AtomicUsize as usize;
+        let me = sleeper
+            .get_or_insert_with(|| {
+                Arc::new(Sleeper {
+                    word: key,
+                    state: Mutex::new(ASLEEP),
+                    changed: Condvar::new(),
+                    passed_over: core::sync::atomic::AtomicBool::new(false),
+                })
+            })
+            .clone();
+        {
+            let mut queue = queue_of(key);
             let mut current = word.load(Ordering::Acquire);
             loop {
                 if current & LOCKED == 0 {
-                    return current;
+                    return Some(Wait::Unlocked(current));
                 }
-                // Always a write (see the module doc), and only while locked.
+                // Only while locked; under the slot mutex, so the holder's
+                // release finds us queued once it sees the bit.
                 match word.compare_exchange_weak(
                     current,
                     current | LOCK_SLEEPERS,
-                    Ordering::AcqRel,
+                    Ordering::Relaxed,
                     Ordering::Acquire,
                 ) {
                     Ok(_) => break,
                     Err(actual) => current = actual,
                 }
             }
-            listener.wait();
-            let current = word.load(Ordering::Acquire);
-            if current & LOCKED == 0 {
-                return current;
+            let mut state = lock(&me.state);
+            if *state == WOKEN {
+                // A release woke us and we lost the lock again.
+                me.passed_over
+                    .store(true, core::sync::atomic::Ordering::Relaxed);
             }
+            *state = ASLEEP;
+            drop(state);
+            queue.push(me.clone());
+        }
+        let mut state = lock(&me.state);
+        while *state == ASLEEP {
+            #[cfg(not(loom))]
+            let woken = me
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            #[cfg(loom)]
+            let woken = me.changed.wait(state).unwrap();
+            state = woken;
+        }
+        if *state == WOKEN {
+            return None;
+        }
+        // The release wrote the word before it marked us (the mutex orders
+        // the two for us); while we hold the lock only `LOCK_SLEEPERS` can
+        // be added to it.
+        let current = word.load(Ordering::Relaxed);
+        Some(Wait::HandedOver(current & !(LOCKED | LOCK_SLEEPERS)))
+    }
+
+    /// The release of a lock that a sleeper announced itself on: writes
+    /// `next` and wakes the word's sleepers, or hands the lock to the
+    /// oldest of them if it was passed over before (module doc).
+    #[cold]
+    pub(super) fn release_to_sleepers(word: &AtomicUsize, next: usize) {
+        let key = word as *const AtomicUsize as usize;
+        let mut queue = queue_of(key);
+        // Every sleeper that set the bit is queued (it did so under this
+        // mutex), and none can set it again until we unlock the mutex: the
+        // word does not change under us.
+        let oldest = queue.iter().position(|sleeper| sleeper.word == key);
+        if let Some(oldest) = oldest.filter(|&at| queue[at].starving()) {
+            let heir = queue.remove(oldest);
+            let more = queue.iter().any(|sleeper| sleeper.word == key);
+            let sleepers = if more { LOCK_SLEEPERS } else { 0 };
+            // Still locked: the heir holds it from here.
+            word.store(next | LOCKED | sleepers, Ordering::Release);
+            heir.wake(HANDED_OVER);
+            #[cfg(test)]
+            HAND_OVERS_BY_THIS_THREAD.with(|count| count.set(count.get() + 1));
+            return;
+        }
+        // Release: the next holder sees the list as we left it. From here
+        // the node may be freed; only the queue is touched.
+        word.store(next, Ordering::Release);
+        queue.retain(|sleeper| {
+            if sleeper.word != key {
+                return true;
+            }
+            sleeper.wake(WOKEN);
+            false
+        });
+    }
+}
+
+#[cfg(all(test, feature = "std", not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Waits until a sleeper announced itself on `word`.
+    fn until_a_sleeper(word: &AtomicUsize) {
+        while word.load(Ordering::Acquire) & LOCK_SLEEPERS == 0 {
+            std::thread::yield_now();
         }
     }
 
-    /// Wakes every thread sleeping on the parking event of address `key`.
-    pub(super) fn wake_all(key: usize) {
-        // Relaxed: the holder's swap already read each sleeper's
-        // announcement with acquire, so their listeners are visible.
-        event(key).notify_relaxed(usize::MAX);
+    /// A sleeper that was woken once and found the lock taken again gets
+    /// the lock handed over at the next release: the release leaves the
+    /// word locked, for it, and nobody can barge in.
+    #[test]
+    fn a_passed_over_sleeper_is_handed_the_lock() {
+        const BEFORE: usize = 7 << 11;
+        const NEXT: usize = 9 << 11;
+        let word = AtomicUsize::new(BEFORE);
+        let (held_by_sleeper, got) = mpsc::channel();
+        std::thread::scope(|scope| {
+            // Made in here, so that a failed check drops it and the
+            // sleeper is not left waiting for it.
+            let (checked, until_checked) = mpsc::channel::<()>();
+            let held = Held::take(&word);
+            let word = &word;
+            scope.spawn(move || {
+                let mine = Held::take(word);
+                let before = mine.before();
+                held_by_sleeper.send(before).unwrap();
+                until_checked.recv().unwrap();
+                mine.release(before);
+            });
+            until_a_sleeper(word);
+            // A release whose wake a barging thread beat: the sleeper is
+            // woken, finds the word locked, and sleeps again.
+            core::mem::forget(held);
+            parking::release_to_sleepers(word, BEFORE | LOCKED);
+            until_a_sleeper(word);
+            // The real release hands over.
+            let hand_overs = || parking::HAND_OVERS_BY_THIS_THREAD.with(|count| count.get());
+            assert_eq!(
+                hand_overs(),
+                0,
+                "a first-time sleeper is not handed the lock"
+            );
+            unlock(word, BEFORE, NEXT);
+            assert_eq!(
+                hand_overs(),
+                1,
+                "the passed-over sleeper is handed the lock"
+            );
+            assert_eq!(
+                word.load(Ordering::Acquire),
+                NEXT | LOCKED,
+                "the release left the lock to the passed-over sleeper"
+            );
+            assert!(
+                word.compare_exchange(NEXT, NEXT | LOCKED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err(),
+                "nobody barges past the heir"
+            );
+            assert_eq!(
+                got.recv().unwrap(),
+                NEXT,
+                "the heir sees what the release wrote"
+            );
+            checked.send(()).unwrap();
+        });
+        assert_eq!(
+            word.load(Ordering::Acquire),
+            NEXT,
+            "the heir released the lock"
+        );
     }
+
+    /// A sleeper woken for the first time is not handed the lock: the
+    /// release writes the word unlocked, and the sleeper takes it like
+    /// anybody else.
+    #[test]
+    fn a_first_time_sleeper_races_for_the_lock() {
+        let word = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            let held = Held::take(&word);
+            scope.spawn(|| drop(Held::take(&word)));
+            until_a_sleeper(&word);
+            held.release(ONE);
+            assert_eq!(
+                parking::HAND_OVERS_BY_THIS_THREAD.with(|count| count.get()),
+                0
+            );
+            let after = word.load(Ordering::Acquire);
+            assert!(
+                after == ONE || after == ONE | LOCKED,
+                "released, then maybe taken by the woken sleeper: {after:#x}"
+            );
+        });
+        assert_eq!(word.load(Ordering::Acquire), ONE);
+    }
+
+    const ONE: usize = 1 << 11;
 }

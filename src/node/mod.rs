@@ -189,6 +189,8 @@
 mod drain;
 mod links;
 mod lock;
+#[cfg(loom)]
+pub use lock::parking::hand_over_always as loom_lock_hand_over_always;
 mod meta;
 mod owner;
 mod state;
