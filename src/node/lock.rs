@@ -37,7 +37,7 @@
 //! keeps losing that race waits one scheduling round per loss: with dozens
 //! of threads on two cores, hundreds of milliseconds. So a sleeper that was
 //! woken once and found the lock taken again is *passed over*, and the next
-//! release **hands the lock to the oldest such sleeper** instead: it writes
+//! release **hands the lock to the first such sleeper** instead: it writes
 //! the word's new value with `LOCKED` still set (and `LOCK_SLEEPERS` if
 //! more sleepers of the word stay queued), and the woken thread continues
 //! as the holder; nobody can barge past it. A waiter that only wanted to
@@ -431,8 +431,8 @@ pub(crate) mod parking {
     }
 
     /// The release of a lock that a sleeper announced itself on: writes
-    /// `next` and wakes the word's sleepers, or hands the lock to the
-    /// oldest of them if it was passed over before (module doc).
+    /// `next` and wakes the word's sleepers, or hands the lock to one of
+    /// them that was passed over before (module doc).
     #[cold]
     pub(super) fn release_to_sleepers(word: &AtomicUsize, next: usize) {
         let key = word as *const AtomicUsize as usize;
@@ -440,9 +440,15 @@ pub(crate) mod parking {
         // Every sleeper that set the bit is queued (it did so under this
         // mutex), and none can set it again until we unlock the mutex: the
         // word does not change under us.
-        let oldest = queue.iter().position(|sleeper| sleeper.word == key);
-        if let Some(oldest) = oldest.filter(|&at| queue[at].starving()) {
-            let heir = queue.remove(oldest);
+        //
+        // The heir: the first passed-over sleeper of this word, in the
+        // order they queued again (a newcomer queued before it does not
+        // make it race again).
+        let heir = queue
+            .iter()
+            .position(|sleeper| sleeper.word == key && sleeper.starving());
+        if let Some(heir) = heir {
+            let heir = queue.remove(heir);
             let more = queue.iter().any(|sleeper| sleeper.word == key);
             let sleepers = if more { LOCK_SLEEPERS } else { 0 };
             // Still locked: the heir holds it from here.

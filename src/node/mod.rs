@@ -80,9 +80,13 @@
 //!    worse here because `Node` has plain fields), while a reference to an
 //!    atomic may dangle once it is no longer used. Every other function that
 //!    takes `&Node` is called while its caller holds a count.
-//! 8. **Nobody spins without end, and no panic keeps the lock.** A thread
-//!    that finds `LOCKED` spins briefly, then (with `std`) sleeps on a
-//!    parking event until the holder's release wakes it (`lock.rs`). A
+//! 8. **Nobody spins without end, nobody starves, and no panic keeps the
+//!    lock.** A thread that finds `LOCKED` spins briefly, then (with `std`)
+//!    queues itself in a parking slot and sleeps until the holder's release
+//!    wakes it; a sleeper that lost the race once is handed the lock by
+//!    the next release, which then leaves `LOCKED` set for it (`lock.rs`).
+//!    A hand-over is not a release: the heir is inside an operation on the
+//!    node, so the node stays alive (#7 counts only real releases). A
 //!    critical section cannot panic after it changed the list: the child
 //!    limit is checked and reported after unlocking, and if the cancel
 //!    walk's collecting panics, the lock's guard restores the word.

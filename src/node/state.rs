@@ -11,7 +11,7 @@
 //! | 3               | `PANICKED`          | the owning `Phaser`'s `Drop`, while its thread panics | never |
 //! | 4               | `HAS_WAITERS`       | a waiter, *after* it registered its listener | never |
 //! | 5               | `LOCKED`            | whoever reads or changes the child list   | by the same thread, with the write that ends its change |
-//! | 6               | `LOCK_SLEEPERS`     | a thread that gave up spinning on `LOCKED` and is about to sleep (std) | by the lock holder's unlock, which then wakes the sleepers |
+//! | 6               | `LOCK_SLEEPERS`     | a thread that gave up spinning on `LOCKED` and is about to sleep (std); a release that hands the lock over while more sleepers stay queued | by the lock holder's unlock, which then wakes the sleepers or hands the lock to one |
 //! | 7               | `WAKE_PENDING`      | the RMW that cancels a node with waiters  | by the same thread once its `notify` returned |
 //! | 8               | `ABORTED`           | the abort walk (with `CANCELLED` if not yet set) | never |
 //! | 9               | `HAS_CAUSE`         | the RMW that sets `CANCELLED`, for a cancellation with a cause, after the cause slot was filled (`meta.rs`) | never |
@@ -54,8 +54,9 @@ pub(super) const PANICKED: usize = 1 << 3;
 pub(super) const HAS_WAITERS: usize = 1 << 4;
 /// The child list is being read or changed; see the module doc.
 pub(super) const LOCKED: usize = 1 << 5;
-/// Some thread sleeps until `LOCKED` is cleared: the holder must wake it
-/// (`lock.rs`). Only ever set together with `LOCKED`.
+/// Some thread sleeps until `LOCKED` is cleared: the holder must wake it,
+/// or hand the lock to it (`lock.rs`). Only ever set together with
+/// `LOCKED`.
 pub(super) const LOCK_SLEEPERS: usize = 1 << 6;
 /// The node was cancelled while it had waiters, and the thread that
 /// cancelled it has not finished waking them. Another `cancel()` that finds
