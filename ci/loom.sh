@@ -7,3 +7,7 @@ cd "$(dirname "$0")"/..
 export RUSTFLAGS="--cfg loom"
 # A separate target dir: loom builds must not invalidate the normal ones.
 cargo test --release --target-dir target/loom --test loom
+# The lock alone (src/node/lock.rs, `loom_models`): three contenders with a
+# loom cell as the guarded data, hand-overs with sleepers left behind, a
+# plain writer handed the lock.
+cargo test --release --target-dir target/loom --lib node::lock::loom_models

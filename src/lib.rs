@@ -149,9 +149,12 @@
 //!     released: a `SCHED_FIFO` thread never livelocks against a preempted
 //!     holder. A sleeper that loses the race for the lock once is handed
 //!     it by the next release, so under oversubscription no operation
-//!     waits for more than one lost race. (`realtime.rs`, the lock's unit
-//!     tests, `loom.rs`; `benches/oversubscribed.rs` measures 32 and 64
-//!     threads on two cores beside tokio-util.)
+//!     waits for more than one lost race. The price: an heir that cannot
+//!     run (its CPU taken by a thread of higher priority) keeps the others
+//!     waiting until it can (`src/node/lock.rs`, "Fairness"). (`realtime.rs`,
+//!     the lock's unit tests and loom models, `loom.rs`;
+//!     `benches/oversubscribed.rs` measures 32 and 64 threads on two cores
+//!     beside tokio-util.)
 //! 13. **A panic leaves no lock held and the tree consistent**, whatever it
 //!     comes from: the child limit, an allocation, a waker's `wake` or
 //!     drop, a cause's destructor, a `tracing` subscriber (with `std`; the

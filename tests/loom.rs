@@ -161,11 +161,12 @@ fn last_child_wakes_turn_vs_owner_dropping_at_turn() {
 }
 
 /// 8. The child-list lock's sleep/wake handshake: two threads need the same
-///    parent's lock (one links a new child, one unlinks a drained one) while
-///    a third cancels the parent's subtree. Under loom a waiter looks at the
+///    parent's lock (one links a new child, one unlinks a drained one), and
+///    the parent is cancelled once both are done. Under loom a waiter looks at the
 ///    locked word once and then sleeps, so every interleaving of "announce
-///    `LOCK_SLEEPERS`" against "release with a swap" is explored; a sleeper
-///    that is never woken is a deadlock, which loom reports.
+///    `LOCK_SLEEPERS`" against "release" is explored; a sleeper that is
+///    never woken is a deadlock, which loom reports. The lock alone, with
+///    three contenders, is model-checked in `src/node/lock.rs`.
 #[test]
 fn lock_sleeper_vs_release() {
     phaseout::loom_lock_hand_over_always(false);
