@@ -517,8 +517,6 @@ mod tests {
     /// word locked, for it, and nobody can barge in.
     #[test]
     fn a_passed_over_sleeper_is_handed_the_lock() {
-        const BEFORE: usize = 7 << 11;
-        const NEXT: usize = 9 << 11;
         let word = AtomicUsize::new(BEFORE);
         let (held_by_sleeper, got) = mpsc::channel();
         std::thread::scope(|scope| {
@@ -541,7 +539,6 @@ mod tests {
             parking::release_to_sleepers(word, BEFORE | LOCKED);
             until_a_sleeper(word);
             // The real release hands over.
-            let hand_overs = || parking::HAND_OVERS_BY_THIS_THREAD.with(|count| count.get());
             assert_eq!(
                 hand_overs(),
                 0,
@@ -588,10 +585,7 @@ mod tests {
             scope.spawn(|| drop(Held::take(&word)));
             until_a_sleeper(&word);
             held.release(ONE);
-            assert_eq!(
-                parking::HAND_OVERS_BY_THIS_THREAD.with(|count| count.get()),
-                0
-            );
+            assert_eq!(hand_overs(), 0);
             let after = word.load(Ordering::Acquire);
             assert!(
                 after == ONE || after == ONE | LOCKED,
@@ -601,7 +595,10 @@ mod tests {
         assert_eq!(word.load(Ordering::Acquire), ONE);
     }
 
+    /// Words of the tests: counts of one and some children, no flags.
     const ONE: usize = 1 << 11;
+    const BEFORE: usize = 7 << 11;
+    const NEXT: usize = 9 << 11;
 
     fn hand_overs() -> usize {
         parking::HAND_OVERS_BY_THIS_THREAD.with(|count| count.get())
@@ -629,8 +626,6 @@ mod tests {
     /// version of the rule failed it.)
     #[test]
     fn a_passed_over_sleeper_behind_a_fresh_one_is_handed_the_lock() {
-        const BEFORE: usize = 7 << 11;
-        const NEXT: usize = 9 << 11;
         let word = AtomicUsize::new(BEFORE);
         let key = &word as *const AtomicUsize as usize;
         std::thread::scope(|scope| {
@@ -675,7 +670,6 @@ mod tests {
     /// a sleeper started over unmarked, without end.)
     #[test]
     fn a_woken_sleeper_that_loses_the_cas_is_handed_the_lock_next() {
-        const BEFORE: usize = 7 << 11;
         const ROUNDS: usize = 5;
         let word = AtomicUsize::new(BEFORE);
         std::thread::scope(|scope| {
