@@ -116,10 +116,18 @@ fn bounded_memory_waiters_and_reports_leave_nothing_behind() {
         assert!(poll_once(&mut turn, &waker).is_pending());
         drop((cancelled, turn, child));
     }
-    assert_eq!(
-        live(),
-        before,
-        "waiters and reports must free what they took"
+    // The lists a notify records its wakes in keep a small buffer each
+    // once used (guarantee 6: 32 lists of 8 records of four words, 8 KiB on
+    // a 64-bit target), and which lists a run's nodes use depends on their
+    // addresses: natively the allocator reuses one address and so one list,
+    // under Miri they spread over many. So what is left may be up to that
+    // bound, never more. A leak of even one byte a round exceeds it natively
+    // (100,000 rounds).
+    let kept_by_wake_lists = (32 * 8 * 4 * std::mem::size_of::<usize>()) as isize;
+    let left = live() - before;
+    assert!(
+        (0..=kept_by_wake_lists).contains(&left),
+        "waiters and reports must free what they took: {left} bytes left"
     );
 }
 
