@@ -17,6 +17,15 @@
 //!   unlucky moment, so the measure is repeated in pairs (phaseout, then
 //!   tokio-util, `PHASEOUT_BENCH_PAIRS` times, default 6) and the table
 //!   takes each side's median over the pairs.
+//! * the same worst-operation measure at 64 threads **beside a long
+//!   critical section** (`oversubscribed_64_threads_beside_reports`,
+//!   phaseout only: no peer has a walk of a live parent's children): the
+//!   parent has 256 long-lived children and one more thread calls
+//!   `report()` on it without pause, which holds the parent's child-list
+//!   lock while it counts every child. A lock that hands itself to a
+//!   passed-over sleeper could convoy there (every release a wake-up); this
+//!   row shows whether the creators' worst operation and wall time stay
+//!   near the plain row's.
 
 use std::sync::Barrier;
 use std::thread;
@@ -107,7 +116,7 @@ fn throughput(c: &mut Criterion) {
 
 /// Percentiles of the single-operation times, printed for `ci/bench.sh`:
 /// one `latency` line per peer and pair.
-fn latency() {
+fn latency() -> usize {
     const ROUNDS: usize = 5;
     const PER_THREAD: usize = 20_000;
     let pairs: usize = std::env::var("PHASEOUT_BENCH_PAIRS")
@@ -126,26 +135,90 @@ fn latency() {
                     times.extend(timed_on_threads(threads, PER_THREAD, &op));
                 }
                 let wall = began.elapsed();
-                times.sort_unstable();
-                let at = |fraction: f64| times[((times.len() - 1) as f64 * fraction) as usize];
-                let over_40ms = times.iter().filter(|time| time.as_millis() >= 40).count();
-                println!(
-                    "latency oversubscribed_{threads}_threads {peer} pair {pair} wall_ms {} median_ns {} p999_ns {} p9999_ns {} max_ns {} over_40ms {over_40ms} ops {}",
-                    wall.as_millis(),
-                    at(0.5).as_nanos(),
-                    at(0.999).as_nanos(),
-                    at(0.9999).as_nanos(),
-                    times[times.len() - 1].as_nanos(),
-                    times.len()
+                print_latency(
+                    &format!("oversubscribed_{threads}_threads"),
+                    peer,
+                    pair,
+                    wall,
+                    times,
+                    "",
                 );
             }
         }
     }
+    pairs
+}
+
+/// The long-critical-section row: 64 creators and one reporter on a parent
+/// with 256 long-lived children, `pairs` times (each a fresh parent).
+fn latency_beside_reports(pairs: usize) {
+    const ROUNDS: usize = 5;
+    const PER_THREAD: usize = 20_000;
+    const THREADS: usize = 64;
+    const CHILDREN: usize = 256;
+    for pair in 0..pairs {
+        let parent = Phaser::new();
+        let _children: Vec<Phaser> = (0..CHILDREN)
+            .map(|_| parent.child().expect("a live parent"))
+            .collect();
+        let op = || drop(std::hint::black_box(parent.child().unwrap()));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (times, wall, reports) = thread::scope(|scope| {
+            let reporter = scope.spawn(|| {
+                let mut reports = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::black_box(parent.report());
+                    reports += 1;
+                }
+                reports
+            });
+            let mut times = Vec::new();
+            let began = Instant::now();
+            for _ in 0..ROUNDS {
+                times.extend(timed_on_threads(THREADS, PER_THREAD, &op));
+            }
+            let wall = began.elapsed();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (times, wall, reporter.join().unwrap())
+        });
+        print_latency(
+            &format!("oversubscribed_{THREADS}_threads_beside_reports"),
+            "phaseout",
+            pair,
+            wall,
+            times,
+            &format!(" reports {reports}"),
+        );
+    }
+}
+
+/// Prints one `latency` line (`ci/bench.sh` reads them).
+fn print_latency(
+    group: &str,
+    peer: &str,
+    pair: usize,
+    wall: Duration,
+    mut times: Vec<Duration>,
+    extra: &str,
+) {
+    times.sort_unstable();
+    let at = |fraction: f64| times[((times.len() - 1) as f64 * fraction) as usize];
+    let over_40ms = times.iter().filter(|time| time.as_millis() >= 40).count();
+    println!(
+        "latency {group} {peer} pair {pair} wall_ms {} median_ns {} p999_ns {} p9999_ns {} max_ns {} over_40ms {over_40ms} ops {}{extra}",
+        wall.as_millis(),
+        at(0.5).as_nanos(),
+        at(0.999).as_nanos(),
+        at(0.9999).as_nanos(),
+        times[times.len() - 1].as_nanos(),
+        times.len()
+    );
 }
 
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     throughput(&mut criterion);
     criterion.final_summary();
-    latency();
+    let pairs = latency();
+    latency_beside_reports(pairs);
 }

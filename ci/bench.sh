@@ -91,6 +91,9 @@ for threads in (32, 64):
     med = lambda runs, key: statistics.median(run[key] for run in runs)
     cells = lambda runs: f"{fmt(med(runs, 'median_ns'))} / {fmt(med(runs, 'p9999_ns'))} / {fmt(med(runs, 'max_ns'))} (worst of each pair: {', '.join(fmt(run['max_ns']) for run in runs)})"
     print(f"| single create + drop, {threads} threads on 2 cores, {len(ours)} pairs: median / p99.99 / worst (medians over the pairs) | {cells(ours)} | tokio-util | {cells(theirs)} | {med(theirs, 'max_ns') / med(ours, 'max_ns'):.2f}× (worst) | worst ≤ tokio-util's |")
+group = "oversubscribed_64_threads_beside_reports"
+ours = latency[(group, "phaseout")]
+print(f"| single create + drop, 64 threads on 2 cores beside a thread calling `report()` on the parent (256 children), {len(ours)} pairs: median / p99.99 / worst; wall ms | {cells(ours)}; {fmt(med(ours, 'wall_ms') * 1e6)} | (no peer has this) | | | near the plain 64-thread row |")
 def tracing_median(variant, group, per):
     with open(f"target/tracing-bench/{variant}/{group}/sample.json") as f:
         sample = json.load(f)
